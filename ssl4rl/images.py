@@ -1,0 +1,142 @@
+"""Safe image decoding and encoding shared by every task and source.
+
+Decoding normalises every input to 8-bit RGB (EXIF orientation applied, alpha composited on white,
+16-bit scaled rather than clipped, palettes and CMYK converted) and turns each kind of bad input into
+a `SkipSample` with a short reason code that the builder counts in its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MIN_SIDE = 28  # Qwen2.5-VL patch (14) x spatial merge (2): smaller images cannot be tokenised
+DEFAULT_MAX_SOURCE_PIXELS = 64_000_000
+PASS_THROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
+ENCODINGS = ("png", "jpeg", "webp")
+
+
+class SkipSample(Exception):
+    """A sample (or source item) that cannot be used. `reason` is a short code counted in manifests."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class LoadedImage:
+    """A decoded source image plus what the builder needs to pass its original bytes through."""
+
+    image: Image.Image  # RGB
+    digest: str  # content hash of the decoded pixels: equal photos compare equal
+    key: str = ""
+    raw: bytes | None = None  # original bytes when they can be emitted unchanged (RGB, upright, JPEG/PNG/WebP)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How derived views are written. PNG is lossless (default, level 1 trades size for ~3x speed)."""
+
+    format: str = "png"
+    png_compress_level: int = 1
+    jpeg_quality: int = 95
+
+    def __post_init__(self):
+        if self.format not in ENCODINGS:
+            raise ValueError(f"unknown image encoding {self.format!r}; choose from {', '.join(ENCODINGS)}")
+        if not 0 <= self.png_compress_level <= 9:
+            raise ValueError("png_compress_level must be in 0..9")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in 1..100")
+
+
+def pixel_digest(image: Image.Image) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.mode}{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB with alpha composited on white; 16-bit and float images are rescaled, not clipped."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        elif arr.size and (arr.max() > 255 or arr.min() < 0):
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
+        mode = image.mode
+    if mode in ("LA", "PA", "La"):
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def decode_image(
+    data: bytes | str | Image.Image,
+    *,
+    key: str = "",
+    min_side: int = MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
+) -> LoadedImage:
+    """Decode bytes, a path or a PIL image into a `LoadedImage`, or raise `SkipSample`.
+
+    Reasons: `corrupt` (unreadable or truncated), `too_large` (decompression bomb guard, checked from
+    the header before pixels are decoded), `too_small` (a side below `min_side` after orientation).
+    """
+    raw: bytes | None = None
+    try:
+        if isinstance(data, Image.Image):
+            image = data
+        else:
+            if isinstance(data, str):
+                with open(data, "rb") as f:
+                    data = f.read()
+            raw = bytes(data)
+            image = Image.open(io.BytesIO(raw))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise SkipSample("too_large", f"{width}x{height} exceeds {max_pixels} pixels")
+        image.load()
+        fmt = image.format
+        orientation = image.getexif().get(0x0112, 1) if fmt else 1
+        if orientation not in (None, 1):
+            image = ImageOps.exif_transpose(image)
+        passes_through = raw is not None and fmt in PASS_THROUGH_FORMATS and image.mode == "RGB"
+        passes_through = passes_through and orientation in (None, 1)
+        rgb = to_rgb(image)
+    except SkipSample:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+        raise SkipSample("corrupt", f"{type(exc).__name__}: {exc}") from None
+    if min(rgb.size) < min_side:
+        raise SkipSample("too_small", f"{rgb.width}x{rgb.height} has a side below {min_side} px")
+    return LoadedImage(image=rgb, digest=pixel_digest(rgb), key=key, raw=raw if passes_through else None)
+
+
+def encode_image(image: Image.Image, encoding: Encoding = Encoding()) -> bytes:
+    buffer = io.BytesIO()
+    if encoding.format == "png":
+        image.save(buffer, format="PNG", compress_level=encoding.png_compress_level)
+    elif encoding.format == "jpeg":
+        image.save(buffer, format="JPEG", quality=encoding.jpeg_quality, subsampling=0)
+    else:
+        image.save(buffer, format="WEBP", lossless=True, method=0)
+    return buffer.getvalue()

@@ -1,0 +1,147 @@
+"""The contract every SSL task implements: plan, generate, prompt, parse and score in one class.
+
+A task file defines a subclass of `SSLTask` with a `Knobs` dataclass (its difficulty/behaviour
+settings) and registers it with `@register_task("name")`. The builder, the reward module, the
+CLI and the on-the-fly datasets only talk to tasks through this class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from ..answer import FORMAT_INSTRUCTION, extract_answer, follows_format, normalize
+from ..images import LoadedImage
+from ..registry import Registry
+
+IMAGE_PLACEHOLDER = "<image>"
+TASKS: Registry[type[SSLTask]] = Registry("task")
+
+
+def register_task(name: str):
+    def decorator(cls):
+        cls.name = name
+        return TASKS.register(name)(cls)
+
+    return decorator
+
+
+def knob(default: Any, help: str, parse: Callable[[str], Any] | None = None, choices=None):
+    """A task setting: shows up as `--NAME` on `ssl4rl build` and in `ssl4rl tasks`."""
+    return field(default=default, metadata={"help": help, "parse": parse, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one sample is made from, decided up front so any worker can build sample `index` alone."""
+
+    index: int  # sample index in the split
+    source: int  # primary source item
+    partners: tuple[int, ...] = ()  # candidate second sources, tried in order (e.g. contrastive negatives)
+    label: str | None = None  # label fixed by the plan when the task balances labels globally
+
+
+@dataclass
+class Example:
+    """A generated sample: the views in prompt order, the ground-truth answer and label details."""
+
+    images: list[Image.Image]
+    answer: str
+    label: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable details (angle, permutation, box...)
+    unchanged: tuple[int, ...] = ()  # views that are the primary source image, unmodified
+    sources: tuple[int, ...] = ()  # source items used beyond the primary one (e.g. negative partner)
+
+
+class SSLTask(ABC):
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Knobs: ClassVar[type] = None  # a dataclass whose fields are declared with `knob(...)`
+    answer_example: ClassVar[str] = ""
+
+    def __init__(self, **knobs: Any):
+        self.knobs = self.Knobs(**knobs)
+        self.validate()
+
+    # ---- configuration -------------------------------------------------------------------------
+    @property
+    def data_source(self) -> str:
+        return f"ssl4rl/{self.name}"
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line message for impossible knob values."""
+
+    def knob_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.knobs).items()}
+
+    @classmethod
+    def knob_fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls.Knobs))
+
+    def answer_space(self) -> list[str] | None:
+        """All possible answers when the set is small enough to list (used for uniformity checks)."""
+        return None
+
+    # ---- generation ----------------------------------------------------------------------------
+    min_sources: ClassVar[int] = 1
+
+    def plan(self, n_sources: int, rng: np.random.Generator) -> Iterator[Plan]:
+        """One sample per source item by default. Must be O(n) and cheap: it runs once per split."""
+        for i in range(n_sources):
+            yield Plan(index=i, source=i)
+
+    @abstractmethod
+    def generate(
+        self,
+        source: LoadedImage,
+        rng: np.random.Generator,
+        plan: Plan,
+        load: Callable[[int], LoadedImage],
+    ) -> Example:
+        """Build one example from `source` (RGB). `load(i)` decodes another source item or raises
+        `SkipSample`. Raise `SkipSample` when this source cannot make a valid example."""
+
+    @abstractmethod
+    def question(self, example: Example) -> str:
+        """The task statement (without image placeholders or the format instruction)."""
+
+    def prompt(self, example: Example) -> str:
+        """Full user prompt: one `<image>` per view, the question, then the fixed output format."""
+        placeholders = IMAGE_PLACEHOLDER * len(example.images)
+        return f"{placeholders}{self.question(example)} {FORMAT_INSTRUCTION.format(example=self.answer_example)}"
+
+    # ---- reward ----------------------------------------------------------------------------------
+    def parse(self, response: str) -> str | None:
+        return extract_answer(response)
+
+    def score(
+        self,
+        response: str,
+        ground_truth: str,
+        *,
+        format_weight: float = 0.0,
+        normalization: str = "exact",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Named sub-scores; the same keys for every sample. Defaults reproduce the paper (exact match)."""
+        pred = self.parse(response)
+        acc = float(pred is not None and normalize(pred, normalization) == normalize(str(ground_truth), normalization))
+        return combine(acc, response, format_weight, pred)
+
+
+def combine(acc: float, response: str, format_weight: float, pred: str | None) -> dict[str, Any]:
+    """score = (1 - w) * acc + w * format, as in Spatial-SSRL's 0.9/0.1 split when w = 0.1."""
+    if not 0.0 <= format_weight <= 1.0:
+        raise ValueError(f"format_weight must be in [0, 1], got {format_weight}")
+    fmt = float(follows_format(response))
+    return {
+        "score": (1.0 - format_weight) * acc + format_weight * fmt,
+        "acc": acc,
+        "format": fmt,
+        "pred": "" if pred is None else pred[:200],
+    }

@@ -1,0 +1,52 @@
+"""Shared fixtures: real photographs (scikit-image's bundled data) and adversarial images."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssl4rl.images import LoadedImage, decode_image
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+MMBENCH_SAMPLE = os.path.abspath(os.path.join(SHARED_DATA, "mmbench_dev_en_sample.tsv"))
+
+
+def _noise(width: int, height: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
+
+
+def adversarial_rgb_images() -> list[Image.Image]:
+    """Sizes and contents that break naive implementations: minimum size, primes, extreme aspect."""
+    sizes = [(28, 28), (29, 31), (31, 29), (57, 113), (640, 28), (28, 640), (101, 100), (997, 33), (256, 256)]
+    images = [_noise(w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+    gradient = np.tile(np.arange(200, dtype=np.uint8), (150, 1))
+    images.append(Image.fromarray(np.stack([gradient, gradient, 255 - gradient], -1), "RGB"))
+    return images
+
+
+@pytest.fixture(scope="session")
+def photo_paths() -> list[str]:
+    from ssl4rl.photos import photo_paths as paths
+
+    return paths()
+
+
+@pytest.fixture(scope="session")
+def photos(photo_paths) -> list[LoadedImage]:
+    return [decode_image(p, key=os.path.basename(p)) for p in photo_paths]
+
+
+@pytest.fixture(scope="session")
+def adversarial_images() -> list[LoadedImage]:
+    return [decode_image(im, key=f"adv{i}") for i, im in enumerate(adversarial_rgb_images())]
+
+
+@pytest.fixture(scope="session")
+def mmbench_sample() -> str:
+    if not os.path.exists(MMBENCH_SAMPLE):
+        pytest.skip("shared MMBench excerpt not found beside the checkout")
+    return MMBENCH_SAMPLE
