@@ -19,7 +19,10 @@ COMMANDS = {
     "preprocess": ("ssl4rl.commands.preprocess", "convert built SSL datasets into verl RL parquet"),
     "train": ("ssl4rl.commands.train", "GRPO training: verl recipes or the local TRL backend"),
     "merge": ("ssl4rl.commands.merge", "merge a verl FSDP checkpoint into a Hugging Face model"),
-    "tiny-model": ("ssl4rl.commands.tiny_model", "write a tiny random Qwen2.5-VL for offline tests and demos"),
+    "tiny-model": (
+        "ssl4rl.commands.tiny_model",
+        "write a tiny random Qwen2.5-VL for offline tests and demos",
+    ),
     "demo": ("ssl4rl.commands.demo", "end-to-end demo: photos -> SSL tasks -> GRPO -> eval -> report"),
     "eval": ("ssl4rl.commands.eval", "evaluate a model on a benchmark or on held-out SSL data"),
     "compare": ("ssl4rl.commands.compare", "compare evaluation runs in the paper's table layout"),
@@ -39,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not shipped in this build
             raise
         command_parser = sub.add_parser(
-            name, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
+            name,
+            help=help_text,
+            description=getattr(module, "DESCRIPTION", help_text),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command_parser)

@@ -36,7 +36,9 @@ class LoadedImage:
     image: Image.Image  # RGB
     digest: str  # content hash of the decoded pixels: equal photos compare equal
     key: str = ""
-    raw: bytes | None = None  # original bytes when they can be emitted unchanged (RGB, upright, JPEG/PNG/WebP)
+    raw: bytes | None = (
+        None  # original bytes when they can be emitted unchanged (RGB, upright, JPEG/PNG/WebP)
+    )
 
 
 @dataclass(frozen=True)

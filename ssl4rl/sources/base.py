@@ -48,7 +48,9 @@ class ImageSource(ABC):
     def item(self, index: int) -> SourceItem:
         """The raw image for item `index`; raises SkipSample for an unusable row."""
 
-    def load(self, index: int, *, min_side: int = MIN_SIDE, max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS) -> LoadedImage:
+    def load(
+        self, index: int, *, min_side: int = MIN_SIDE, max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+    ) -> LoadedImage:
         item = self.item(index)
         return decode_image(item.data, key=item.key, min_side=min_side, max_pixels=max_pixels)
 

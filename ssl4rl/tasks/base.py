@@ -53,7 +53,9 @@ class Example:
 
     images: list[Image.Image]
     answer: str
-    label: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable details (angle, permutation, box...)
+    label: dict[str, Any] = field(
+        default_factory=dict
+    )  # JSON-serialisable details (angle, permutation, box...)
     unchanged: tuple[int, ...] = ()  # views that are the primary source image, unmodified
     sources: tuple[int, ...] = ()  # source items used beyond the primary one (e.g. negative partner)
 
@@ -77,7 +79,9 @@ class SSLTask(ABC):
         """Raise ValueError with a one-line message for impossible knob values."""
 
     def knob_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.knobs).items()}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.knobs).items()
+        }
 
     @classmethod
     def knob_fields(cls) -> list[dataclasses.Field]:
@@ -113,7 +117,9 @@ class SSLTask(ABC):
     def prompt(self, example: Example) -> str:
         """Full user prompt: one `<image>` per view, the question, then the fixed output format."""
         placeholders = IMAGE_PLACEHOLDER * len(example.images)
-        return f"{placeholders}{self.question(example)} {FORMAT_INSTRUCTION.format(example=self.answer_example)}"
+        return (
+            f"{placeholders}{self.question(example)} {FORMAT_INSTRUCTION.format(example=self.answer_example)}"
+        )
 
     # ---- reward ----------------------------------------------------------------------------------
     def parse(self, response: str) -> str | None:
@@ -130,7 +136,9 @@ class SSLTask(ABC):
     ) -> dict[str, Any]:
         """Named sub-scores; the same keys for every sample. Defaults reproduce the paper (exact match)."""
         pred = self.parse(response)
-        acc = float(pred is not None and normalize(pred, normalization) == normalize(str(ground_truth), normalization))
+        acc = float(
+            pred is not None and normalize(pred, normalization) == normalize(str(ground_truth), normalization)
+        )
         return combine(acc, response, format_weight, pred)
 
 
