@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import TASKS, Example, Plan, SSLTask, knob, register_task
+from .base import IMAGE_PLACEHOLDER, TASKS, Example, Plan, SSLTask, knob, register_task
 
 BUILTIN_TASKS = ("rotation", "jigsaw", "position", "contrastive")
 
@@ -36,4 +36,4 @@ def task_for_data_source(data_source: str) -> type[SSLTask]:
     )
 
 
-__all__ = ["TASKS", "Example", "Plan", "SSLTask", "get_task", "knob", "register_task", "task_for_data_source"]
+__all__ = ["IMAGE_PLACEHOLDER", "TASKS", "Example", "Plan", "SSLTask", "get_task", "knob", "register_task", "task_for_data_source"]

@@ -65,6 +65,9 @@ class SSLTask(ABC):
     summary: ClassVar[str] = ""
     Knobs: ClassVar[type] = None  # a dataclass whose fields are declared with `knob(...)`
     answer_example: ClassVar[str] = ""
+    # Extra sub-score names this task's `score` adds beyond score/acc/format/pred, with the value other
+    # tasks report for them: verl needs every sample of a mixed batch to return the same keys.
+    extra_scores: ClassVar[dict[str, float]] = {}
 
     def __init__(self, **knobs: Any):
         self.knobs = self.Knobs(**knobs)

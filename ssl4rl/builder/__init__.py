@@ -1,0 +1,263 @@
+"""Parallel, deterministic, resumable SSL dataset builder.
+
+Sample `i` is built from `plan[i]` with its own random stream `[seed, crc32(split), i]`, so the
+bytes of every shard are a function of the inputs and the seed alone: any `--workers`, any
+`--shard i/N` partition across machines, and any resume point give the same files.
+Workers build small chunks of samples; the main process writes them in order into shards of
+`samples_per_shard` consecutive sample indices, each written to a temporary file and renamed
+when complete, with a stats sidecar that lets a rerun skip finished shards.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import multiprocessing as mp
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import UserError
+from ..fileio import command_line, package_versions, read_json, write_json
+from ..registry import UnknownNameError
+from .config import BuildConfig
+from .samples import ChunkResult, SampleFactory, build_chunk_in_worker, init_worker
+from .writer import ShardWriter, shard_path, stats_path
+
+__all__ = ["BuildConfig", "build"]
+
+CHUNK_SAMPLES = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+
+
+def build(config: BuildConfig) -> dict:
+    """Build (or resume) the dataset described by `config`; returns the manifest dict."""
+    started = time.time()
+    try:
+        factory = SampleFactory(config)
+    except (UnknownNameError, ValueError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+    n_sources = len(factory.source)
+    if config.limit is not None:
+        n_sources = min(n_sources, config.limit)
+    if n_sources < factory.task.min_sources:
+        raise UserError(
+            f"task {config.task!r} needs at least {factory.task.min_sources} usable source images, "
+            f"{config.input} has {n_sources}"
+        )
+    check_resumable(config)
+    plans = factory.task.plan(n_sources, np.random.default_rng(config.plan_seed()))
+    shard_stats = run_shards(config, factory, plans)
+    return finish(config, factory, n_sources, shard_stats, time.time() - started)
+
+
+def check_resumable(config: BuildConfig) -> None:
+    """Refuse to mix two different builds in one output directory."""
+    marker = os.path.join(config.out, f".build-{config.split}.json")
+    identity = _jsonable(config.identity())
+    if os.path.exists(marker):
+        previous = read_json(marker)
+        if previous != identity:
+            changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+            raise UserError(
+                f"{config.out} already holds a different {config.split!r} build (changed: {', '.join(changed)}); "
+                "use another --out or delete it"
+            )
+    else:
+        write_json(marker, identity)
+
+
+def _jsonable(data):
+    import json
+
+    return json.loads(json.dumps(data, default=str))
+
+
+def shard_chunks(config: BuildConfig, plans: Iterable) -> Iterator[tuple[int, list[list]]]:
+    """(shard id, chunks of plans) for each shard, in order; plans are consumed lazily."""
+    iterator = iter(plans)
+    for shard in itertools.count():
+        shard_plans = list(itertools.islice(iterator, config.samples_per_shard))
+        if not shard_plans:
+            return
+        yield shard, [shard_plans[i : i + CHUNK_SAMPLES] for i in range(0, len(shard_plans), CHUNK_SAMPLES)]
+
+
+def run_shards(config: BuildConfig, factory: SampleFactory, plans) -> dict[int, dict]:
+    """Build this machine's missing shards; returns stats for every shard id seen (None if not ours)."""
+    from tqdm import tqdm
+
+    index, count = config.shard
+    stats: dict[int, dict | None] = {}
+    todo: list[tuple[int, list[list]]] = []
+    for shard, chunks in shard_chunks(config, plans):
+        if shard % count != index:
+            stats[shard] = None
+            continue
+        if os.path.exists(shard_path(config.out, config.split, shard)) and os.path.exists(
+            stats_path(config.out, config.split, shard)
+        ):
+            stats[shard] = read_json(stats_path(config.out, config.split, shard))
+            continue
+        remove_stale_temporaries(config, shard)
+        todo.append((shard, chunks))
+    total = sum(len(chunk) for _, chunks in todo for chunk in chunks)
+    done_before = sum(1 for s in stats.values() if s is not None)
+    bar = tqdm(
+        total=total,
+        unit="sample",
+        desc=f"build {config.task}/{config.split}",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
+    if done_before:
+        bar.write(f"resuming: {done_before} finished shard(s) kept")
+    with _chunk_runner(config, factory) as run_chunks:
+        all_chunks = [(shard, chunk) for shard, chunks in todo for chunk in chunks]
+        results = run_chunks(chunk for _, chunk in all_chunks)
+        for shard, chunks in todo:
+            writer = ShardWriter(shard_path(config.out, config.split, shard))
+            merged = ChunkResult()
+            answers: Counter = Counter()
+            try:
+                for _ in chunks:
+                    result = next(results)
+                    writer.write(result.rows)
+                    merged.skipped.update(result.skipped)
+                    for reason, detail in result.skip_examples.items():
+                        merged.skip_examples.setdefault(reason, detail)
+                    merged.overlong_without_budget += result.overlong_without_budget
+                    merged.downscaled += result.downscaled
+                    answers.update(row["answer"] for row in result.rows)
+                    bar.update(len(result.rows) + sum(result.skipped.values()))
+            except BaseException:
+                writer.abort()
+                raise
+            shard_stats = {
+                "shard": shard,
+                "planned": sum(len(chunk) for chunk in chunks),
+                "written": writer.finish(),
+                "skipped": dict(merged.skipped),
+                "skip_examples": merged.skip_examples,
+                "answers": dict(answers),
+                "overlong_without_budget": merged.overlong_without_budget,
+                "downscaled": merged.downscaled,
+            }
+            # Stats first, then the shard: a shard file is only trusted on resume if its stats exist.
+            write_json(stats_path(config.out, config.split, shard), shard_stats)
+            writer.commit()
+            stats[shard] = shard_stats
+    bar.close()
+    return stats
+
+
+def remove_stale_temporaries(config: BuildConfig, shard: int) -> None:
+    """A killed build leaves `.NAME.XXXX.tmp` files; only this shard's owner may remove them."""
+    final = shard_path(config.out, config.split, shard)
+    pattern = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.*.tmp")
+    for stale in glob.glob(pattern):
+        os.unlink(stale)
+
+
+class _chunk_runner:
+    """Maps chunks to results in order, in-process for one worker, else over a process pool with
+    a bounded number of chunks in flight so memory does not grow with the dataset."""
+
+    def __init__(self, config: BuildConfig, factory: SampleFactory):
+        self.config = config
+        self.factory = factory
+        self.pool = None
+
+    def __enter__(self):
+        if self.config.workers == 1:
+            return lambda chunks: (self.factory.build_chunk(chunk) for chunk in chunks)
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        self.pool = mp.get_context(method).Pool(
+            self.config.workers, initializer=init_worker, initargs=(self.config,)
+        )
+        return self._parallel
+
+    def _parallel(self, chunks):
+        in_flight = []
+        window = 4 * self.config.workers
+        for chunk in chunks:
+            in_flight.append(self.pool.apply_async(build_chunk_in_worker, (chunk,)))
+            if len(in_flight) >= window:
+                yield in_flight.pop(0).get()
+        while in_flight:
+            yield in_flight.pop(0).get()
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.pool is not None:
+            if exc_type is None:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+        return False
+
+
+def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: dict, seconds: float) -> dict:
+    ours = [s for s in stats.values() if s is not None]
+    complete = all(os.path.exists(stats_path(config.out, config.split, k)) for k in stats)
+    every = [read_json(stats_path(config.out, config.split, k)) for k in sorted(stats)] if complete else ours
+    skipped = Counter(factory.source.skipped_at_open)
+    answers: Counter = Counter()
+    skip_examples: dict[str, str] = {}
+    for shard_stats in every:
+        skipped.update(shard_stats["skipped"])
+        answers.update(shard_stats["answers"])
+        for reason, detail in shard_stats["skip_examples"].items():
+            skip_examples.setdefault(reason, detail)
+    written = sum(s["written"] for s in every)
+    manifest = {
+        "command": command_line(),
+        "task": factory.task.name,
+        "data_source": factory.task.data_source,
+        "knobs": factory.task.knob_dict(),
+        "source": factory.source.describe() | {"id": factory.source_id},
+        "split": config.split,
+        "seed": config.seed,
+        "config": _jsonable(config.identity() | {"workers": config.workers, "shard": list(config.shard)}),
+        "versions": package_versions("numpy", "pillow", "pyarrow", "albumentations", "datasets"),
+        "counts": {
+            "source_items": n_sources,
+            "planned": sum(s["planned"] for s in every),
+            "written": written,
+            "skipped": sum(skipped.values()),
+            "shards": len(stats),
+            "shards_in_this_manifest": len(every),
+            "downscaled_for_token_budget": sum(s["downscaled"] for s in every),
+            "would_be_dropped_by_overlong_filter": sum(s["overlong_without_budget"] for s in every),
+        },
+        "skipped": dict(sorted(skipped.items())),
+        "skip_examples": skip_examples,
+        "answers": dict(sorted(answers.items())),
+        "complete": complete,
+        "seconds": round(seconds, 2),
+    }
+    index, count = config.shard
+    name = (
+        f"manifest-{config.split}.json"
+        if complete
+        else f"manifest-{config.split}.part-{index}-of-{count}.json"
+    )
+    write_json(os.path.join(config.out, name), manifest)
+    if complete:
+        write_json(os.path.join(config.out, "manifest.json"), merge_split_manifests(config.out))
+    if complete and written == 0:
+        reasons = ", ".join(f"{k}: {v}" for k, v in skipped.most_common()) or "no source items"
+        raise UserError(f"no usable samples for {config.split!r} ({reasons}); see {config.out}/manifest.json")
+    return manifest
+
+
+def merge_split_manifests(out: str) -> dict:
+    """`manifest.json` indexes every split built into `out`."""
+    splits = {}
+    for name in sorted(os.listdir(out)):
+        if name.startswith("manifest-") and ".part-" not in name and name.endswith(".json"):
+            data = read_json(os.path.join(out, name))
+            splits[data["split"]] = data
+    return {"splits": splits}

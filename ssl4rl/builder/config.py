@@ -1,0 +1,73 @@
+"""Build configuration: everything that determines a dataset's bytes (and nothing that does not)."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..budget import DEFAULT_MIN_PIXELS
+from ..errors import UserError
+from ..images import DEFAULT_MAX_SOURCE_PIXELS, MIN_SIDE, Encoding
+
+# Qwen2.5-VL-3B-Instruct's preprocessor_config.json limits (the processor verl and the paper train with).
+QWEN25VL_MAX_PIXELS = 12845056
+PLAN_STREAM = 0x504C414E  # "PLAN": keeps the plan's random stream apart from every sample's
+
+
+@dataclass
+class BuildConfig:
+    task: str
+    source: str  # adapter or preset name
+    input: str
+    out: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+    split: str = "train"  # output split name; also part of every sample's seed
+    source_split: str | None = None  # split to read from the source (default: `split`)
+    source_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    limit: int | None = None  # use the first N source items
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)  # (i, N): this machine builds output shards k with k % N == i
+    samples_per_shard: int = 1000
+    encoding: Encoding = field(default_factory=Encoding)
+    max_prompt_tokens: int | None = None  # downscale views so every prompt fits (the paper trains with 1024)
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = QWEN25VL_MAX_PIXELS
+    tokenizer: str | None = None  # exact text-token counts; without it a safe upper bound is used
+    min_side: int = MIN_SIDE
+    max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+    progress: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.encoding, dict):
+            self.encoding = Encoding(**self.encoding)
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            raise UserError(f"--shard must be i/N with 0 <= i < N, got {index}/{count}")
+        if self.workers < 1:
+            raise UserError("--workers must be at least 1")
+        if self.samples_per_shard < 1:
+            raise UserError("--samples-per-shard must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise UserError("--limit must be at least 1")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 64:
+            raise UserError("--max-prompt-tokens below 64 leaves no room for a prompt")
+
+    @property
+    def split_id(self) -> int:
+        return zlib.crc32(self.split.encode())
+
+    def sample_seed(self, index: int) -> list[int]:
+        return [self.seed, self.split_id, index]
+
+    def plan_seed(self) -> list[int]:
+        return [self.seed, self.split_id, PLAN_STREAM]
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine output bytes; resuming with different ones is refused."""
+        data = dataclasses.asdict(self)
+        for key in ("out", "workers", "shard", "progress"):
+            data.pop(key)
+        return data

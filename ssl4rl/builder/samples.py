@@ -1,0 +1,163 @@
+"""Turning one plan into one output row. Runs inside worker processes; a pure function of
+(config, plan), so the output does not depend on which worker builds which sample."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..budget import TokenBudget, text_token_upper_bound
+from ..images import SkipSample, encode_image
+from ..sources import open_source
+from ..tasks import IMAGE_PLACEHOLDER, Plan, get_task
+from .config import BuildConfig
+
+TEMPLATE_MARGIN = 64  # chat-template tokens (system prompt, role markers) when no tokenizer is given
+
+
+@dataclass
+class ChunkResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    skip_examples: dict[str, str] = field(default_factory=dict)  # reason -> first detail seen
+    overlong_without_budget: int = 0  # samples verl's overlong filter would have dropped unscaled
+    downscaled: int = 0
+
+
+class SampleFactory:
+    """Per-process state: the opened source, the task and the token counter."""
+
+    def __init__(self, config: BuildConfig):
+        self.config = config
+        self.source = open_source(
+            config.source, config.input, split=config.source_split or config.split, **config.source_options
+        )
+        self.task = get_task(config.task, **config.knobs)
+        self.budget = TokenBudget(min_pixels=config.min_pixels, max_pixels=config.max_pixels)
+        self.source_id = getattr(self.source, "source_id", None) or f"{config.source}:{config.input}"
+        self.knobs_json = json.dumps(self.task.knob_dict(), sort_keys=True)
+        self._text_tokens: dict[str, int] = {}
+        self._tokenizer = None
+
+    def load(self, index: int):
+        return self.source.load(
+            index, min_side=self.config.min_side, max_pixels=self.config.max_source_pixels
+        )
+
+    def build_chunk(self, plans: list[Plan]) -> ChunkResult:
+        result = ChunkResult()
+        for plan in plans:
+            try:
+                result.rows.append(self.build_row(plan, result))
+            except SkipSample as skip:
+                result.skipped[skip.reason] += 1
+                result.skip_examples.setdefault(skip.reason, f"sample {plan.index}: {skip.detail}"[:300])
+        return result
+
+    def build_row(self, plan: Plan, result: ChunkResult) -> dict[str, Any]:
+        rng = np.random.default_rng(self.config.sample_seed(plan.index))
+        source = self.load(plan.source)
+        example = self.task.generate(source, rng, plan, self.load)
+        views = example.images
+        for view in views:
+            if min(view.size) < self.config.min_side:
+                raise SkipSample("too_small", f"a view is {view.width}x{view.height}")
+        query = self.task.prompt(example)
+        sizes = [view.size for view in views]
+        scale = 1.0
+        if self.config.max_prompt_tokens is not None:
+            image_limit = self.config.max_prompt_tokens - self.text_tokens(query, len(views))
+            if self.budget.image_tokens(sizes) > image_limit:
+                result.overlong_without_budget += 1
+            fitted = self.budget.fit_scale(sizes, image_limit, min_side=self.config.min_side)
+            if fitted is None:
+                raise SkipSample(
+                    "over_token_budget", f"{len(views)} views cannot fit {image_limit} image tokens"
+                )
+            scale = fitted
+        if scale < 1.0:
+            result.downscaled += 1
+            views = [resize(view, scale) for view in views]
+        encoded = []
+        for i, view in enumerate(views):
+            if scale == 1.0 and i in example.unchanged and source.raw is not None:
+                encoded.append(source.raw)  # the untouched source passes through: no re-encoding artifacts
+            else:
+                encoded.append(encode_image(view, self.config.encoding))
+        partner_keys = [self.source.item(i).key for i in example.sources]
+        return {
+            "images": [{"bytes": data, "path": None} for data in encoded],
+            "query": query,
+            "answer": example.answer,
+            "data_source": self.task.data_source,
+            "task": self.task.name,
+            "knobs": self.knobs_json,
+            "label": json.dumps(example.label, sort_keys=True),
+            "split": self.config.split,
+            "sample_index": plan.index,
+            "source": self.source_id,
+            "source_index": plan.source,
+            "source_key": source.key,
+            "partner_keys": partner_keys,
+            "image_tokens": self.budget.image_tokens([view.size for view in views]),
+            "scale": scale,
+        }
+
+    def text_tokens(self, query: str, n_images: int) -> int:
+        """Prompt tokens other than the images' (markers included in the image count)."""
+        cached = self._text_tokens.get(query)
+        if cached is None:
+            text = query.replace(IMAGE_PLACEHOLDER, "")
+            if self.config.tokenizer:
+                cached = self.exact_text_tokens(query, n_images)
+            else:
+                cached = text_token_upper_bound(text) + TEMPLATE_MARGIN
+            self._text_tokens[query] = cached
+        return cached
+
+    def exact_text_tokens(self, query: str, n_images: int) -> int:
+        if self._tokenizer is None:
+            from ..errors import require
+
+            transformers = require("transformers", "torch", "exact prompt-token counts (--tokenizer)")
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.config.tokenizer)
+        # verl splits the prompt at each <image> into image and text items before templating.
+        content: list[dict[str, str]] = []
+        for i, piece in enumerate(query.split(IMAGE_PLACEHOLDER)):
+            if i:
+                content.append({"type": "image"})
+            if piece:
+                content.append({"type": "text", "text": piece})
+        ids = self._tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict):
+            ids = ids["input_ids"]
+        # Each image renders as <|vision_start|><|image_pad|><|vision_end|>: counted by the image budget.
+        return len(ids) - 3 * n_images
+
+
+def resize(image: Image.Image, scale: float) -> Image.Image:
+    from ..budget import scaled_size
+
+    return image.resize(
+        scaled_size(image.width, image.height, scale), Image.Resampling.LANCZOS, reducing_gap=3.0
+    )
+
+
+_FACTORY: SampleFactory | None = None
+
+
+def init_worker(config: BuildConfig) -> None:
+    global _FACTORY
+    _FACTORY = SampleFactory(config)
+
+
+def build_chunk_in_worker(plans: list[Plan]) -> ChunkResult:
+    assert _FACTORY is not None, "init_worker was not called"
+    return _FACTORY.build_chunk(plans)

@@ -1,0 +1,200 @@
+"""`ssl4rl build`: an SSL dataset from an image source."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """Build an SSL dataset (sharded parquet + manifest.json) from an image source.
+
+examples:
+  ssl4rl build --task rotation --source mmbench --input MMBench_DEV_EN.tsv --split validation --out data/mmbench/rotation
+  ssl4rl build --task jigsaw --grid 3 --source folder --input ~/photos --out data/photos/jigsaw3 --workers 8
+  ssl4rl build --task position --source imagenet-subset --input PKU-ML/ImageNet-Subset --shard 3/16 --out /shared/pos
+
+Same inputs and --seed give byte-identical shards for any --workers or --shard partition; rerunning
+an interrupted build resumes it. Task knobs (below) apply to the task that has them (`ssl4rl tasks`)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="SSL task name (see `ssl4rl tasks`)")
+    parser.add_argument(
+        "--source", required=True, help="source adapter or benchmark preset (see `ssl4rl sources`)"
+    )
+    parser.add_argument("--input", required=True, help="path, directory or hub id the source reads")
+    parser.add_argument("--out", required=True, help="output directory (data/*.parquet, manifest.json)")
+    parser.add_argument(
+        "--split", default="train", help="output split name, part of each sample's seed (default: train)"
+    )
+    parser.add_argument("--source-split", help="split of the source dataset to read (default: --split)")
+    parser.add_argument(
+        "--source-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter option, e.g. image_columns=image_1,image_2 (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="use only the first N source images")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (output does not depend on it)"
+    )
+    parser.add_argument("--shard", default="0/1", help="i/N: build only output shards k with k %% N == i")
+    parser.add_argument("--samples-per-shard", type=int, default=1000)
+    parser.add_argument(
+        "--image-format",
+        choices=("png", "jpeg", "webp"),
+        default="png",
+        help="encoding of derived views: png (lossless, default), jpeg (fast, lossy), webp (lossless, small, slow)",
+    )
+    parser.add_argument(
+        "--png-level", type=int, default=1, help="PNG compression level 0-9 (default 1: ~3x faster than 6)"
+    )
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        help="downscale views so each prompt fits this many tokens (the paper trains with 1024)",
+    )
+    parser.add_argument("--min-pixels", type=int, help="processor min_pixels for the token estimate")
+    parser.add_argument(
+        "--max-pixels", type=int, help="processor max_pixels for the token estimate (12845056)"
+    )
+    parser.add_argument(
+        "--tokenizer", help="tokenizer dir or id for exact text-token counts (else a safe bound)"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    add_knob_arguments(parser)
+
+
+def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..tasks import TASKS
+
+    group = parser.add_argument_group("task knobs")
+    seen: dict[str, list[str]] = {}
+    helps: dict[str, str] = {}
+    for name in TASKS.names():
+        for field in TASKS.get(name).knob_fields():
+            seen.setdefault(field.name, []).append(name)
+            helps.setdefault(field.name, f"{field.metadata.get('help', '')} (default {field.default!r})")
+    for knob_name, owners in sorted(seen.items()):
+        group.add_argument(
+            f"--{knob_name.replace('_', '-')}",
+            dest=f"knob__{knob_name}",
+            default=None,
+            help=f"[{', '.join(owners)}] {helps[knob_name]}",
+        )
+
+
+def parse_knobs(args: argparse.Namespace) -> dict:
+    from ..errors import UserError
+    from ..tasks import TASKS
+
+    task_cls = TASKS.get(args.task)
+    fields = {field.name: field for field in task_cls.knob_fields()}
+    knobs = {}
+    for key, value in vars(args).items():
+        if not key.startswith("knob__") or value is None:
+            continue
+        name = key[len("knob__") :]
+        if name not in fields:
+            raise UserError(
+                f"--{name.replace('_', '-')} is not a knob of task {args.task!r}; its knobs: {', '.join(fields) or 'none'}"
+            )
+        knobs[name] = convert_knob(fields[name], value)
+    return knobs
+
+
+def convert_knob(field, text: str):
+    from ..errors import UserError
+
+    parse = field.metadata.get("parse")
+    try:
+        if parse is not None:
+            value = parse(text)
+        elif isinstance(field.default, bool):
+            lowered = text.lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"expected true/false, got {text!r}")
+            value = lowered in ("1", "true", "yes", "on")
+        elif isinstance(field.default, int):
+            value = int(text)
+        elif isinstance(field.default, float):
+            value = float(text)
+        elif isinstance(field.default, tuple):
+            value = tuple(float(x) for x in text.split(","))
+        else:
+            value = text
+    except ValueError as exc:
+        raise UserError(f"bad value for --{field.name.replace('_', '-')}: {exc}") from None
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        raise UserError(
+            f"--{field.name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, got {value!r}"
+        )
+    return value
+
+
+def parse_key_values(pairs: list[str], flag: str) -> dict:
+    from ..errors import UserError
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        options[key] = value
+    return options
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    from ..errors import UserError
+
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    return index, count
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..budget import DEFAULT_MIN_PIXELS
+    from ..builder import BuildConfig, build
+    from ..builder.config import QWEN25VL_MAX_PIXELS
+    from ..images import Encoding
+
+    try:
+        encoding = Encoding(args.image_format, args.png_level, args.jpeg_quality)
+    except ValueError as exc:
+        from ..errors import UserError
+
+        raise UserError(str(exc)) from None
+    config = BuildConfig(
+        task=args.task,
+        source=args.source,
+        input=args.input,
+        out=args.out,
+        knobs=parse_knobs(args),
+        split=args.split,
+        source_split=args.source_split,
+        source_options=parse_key_values(args.source_option, "--source-option"),
+        seed=args.seed,
+        limit=args.limit,
+        workers=args.workers,
+        shard=parse_shard(args.shard),
+        samples_per_shard=args.samples_per_shard,
+        encoding=encoding,
+        max_prompt_tokens=args.max_prompt_tokens,
+        min_pixels=args.min_pixels or DEFAULT_MIN_PIXELS,
+        max_pixels=args.max_pixels or QWEN25VL_MAX_PIXELS,
+        tokenizer=args.tokenizer,
+        progress=not args.no_progress,
+    )
+    manifest = build(config)
+    counts = manifest["counts"]
+    state = "complete" if manifest["complete"] else f"shard {args.shard} done, other shards pending"
+    skipped = ", ".join(f"{k}: {v}" for k, v in manifest["skipped"].items()) or "none"
+    print(
+        f"{manifest['task']}/{manifest['split']}: {counts['written']} samples written, "
+        f"{counts['skipped']} skipped ({skipped}), {manifest['seconds']} s, {state} -> {args.out}"
+    )
+    return 0
