@@ -173,9 +173,12 @@ class _chunk_runner:
     def __enter__(self):
         if self.config.workers == 1:
             return lambda chunks: (self.factory.build_chunk(chunk) for chunk in chunks)
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        self.pool = mp.get_context(method).Pool(
-            self.config.workers, initializer=init_worker, initargs=(self.config,)
+        if "fork" in mp.get_all_start_methods():
+            context, inherited = mp.get_context("fork"), self.factory
+        else:  # spawn pickles initargs: workers re-open the source themselves
+            context, inherited = mp.get_context("spawn"), None
+        self.pool = context.Pool(
+            self.config.workers, initializer=init_worker, initargs=(self.config, inherited)
         )
         return self._parallel
 

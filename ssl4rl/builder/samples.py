@@ -89,7 +89,7 @@ class SampleFactory:
                 encoded.append(source.raw)  # the untouched source passes through: no re-encoding artifacts
             else:
                 encoded.append(encode_image(view, self.config.encoding))
-        partner_keys = [self.source.item(i).key for i in example.sources]
+        partner_keys = [self.source.key(i) for i in example.sources]
         return {
             "images": [{"bytes": data, "path": None} for data in encoded],
             "query": query,
@@ -153,9 +153,10 @@ def resize(image: Image.Image, scale: float) -> Image.Image:
 _FACTORY: SampleFactory | None = None
 
 
-def init_worker(config: BuildConfig) -> None:
+def init_worker(config: BuildConfig, inherited: SampleFactory | None = None) -> None:
+    """Forked workers reuse the parent's opened source (a TSV parsed once, not once per worker)."""
     global _FACTORY
-    _FACTORY = SampleFactory(config)
+    _FACTORY = inherited if inherited is not None else SampleFactory(config)
 
 
 def build_chunk_in_worker(plans: list[Plan]) -> ChunkResult:

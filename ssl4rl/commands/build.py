@@ -72,16 +72,22 @@ def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("task knobs")
     seen: dict[str, list[str]] = {}
     helps: dict[str, str] = {}
+    boolean: set[str] = set()
     for name in TASKS.names():
         for field in TASKS.get(name).knob_fields():
             seen.setdefault(field.name, []).append(name)
             helps.setdefault(field.name, f"{field.metadata.get('help', '')} (default {field.default!r})")
+            if isinstance(field.default, bool):
+                boolean.add(field.name)
     for knob_name, owners in sorted(seen.items()):
+        flag_style = {"nargs": "?", "const": "true"} if knob_name in boolean else {}
         group.add_argument(
             f"--{knob_name.replace('_', '-')}",
             dest=f"knob__{knob_name}",
             default=None,
+            metavar=knob_name.upper(),
             help=f"[{', '.join(owners)}] {helps[knob_name]}",
+            **flag_style,
         )
 
 

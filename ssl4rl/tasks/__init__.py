@@ -36,4 +36,14 @@ def task_for_data_source(data_source: str) -> type[SSLTask]:
     )
 
 
-__all__ = ["IMAGE_PLACEHOLDER", "TASKS", "Example", "Plan", "SSLTask", "get_task", "knob", "register_task", "task_for_data_source"]
+__all__ = [
+    "IMAGE_PLACEHOLDER",
+    "TASKS",
+    "Example",
+    "Plan",
+    "SSLTask",
+    "get_task",
+    "knob",
+    "register_task",
+    "task_for_data_source",
+]

@@ -1,0 +1,142 @@
+"""Contrastive: are two augmented views made from the same photo or from two different photos?
+
+The plan anchors each sample on its own source and fixes its label up front (exactly half
+positives, the odd one out chosen by the seed). A negative's partner candidates come from a seeded
+permutation sigma of the sources: sample anchored at sigma(p) may pair with sigma(p + d mod n) for a
+few distinct offsets d in [1, (n - 1) // 2]. Two such pairs {sigma(p), sigma(p + d)} and
+{sigma(p'), sigma(p' + d')} coincide only if p = p' and d = d' (the other matching would need
+d + d' = n, impossible for d, d' <= (n - 1) // 2), so no negative pair repeats whichever candidates
+end up used. Candidates whose decoded pixels equal the anchor's (the same photo in two rows) are
+passed over: content, not row identity, decides what a negative is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..augment import AUGMENT_STRENGTHS, SeededAugmentation, simclr_spec
+from ..images import MIN_SIDE, LoadedImage, SkipSample
+from .base import Example, Plan, SSLTask, knob, register_task
+
+POSITIVE, NEGATIVE = "positive", "negative"
+MAX_PARTNER_CANDIDATES = 8  # fallbacks for partners that fail to load or duplicate the anchor
+
+
+@register_task("contrastive")
+class ContrastiveTask(SSLTask):
+    summary = "Two augmented views of the same image (positive) or of two different images (negative)."
+    answer_example = "positive"
+    min_sources = 3
+
+    @dataclass(frozen=True)
+    class Knobs:
+        strength: str = knob(
+            "weak",
+            "augmentation: weak (SimCLR) or strong (small crops; solarize, equalize, blur, grayscale at p0.8)",
+            choices=AUGMENT_STRENGTHS,
+        )
+        size: int = knob(224, "side of both square views in pixels")
+
+    def __init__(self, **knobs):
+        super().__init__(**knobs)
+        self._spec = simclr_spec(self.knobs.strength, self.knobs.size)
+        self._augmentation = SeededAugmentation(self._spec)
+
+    def validate(self) -> None:
+        if self.knobs.strength not in AUGMENT_STRENGTHS:
+            raise ValueError(
+                f"contrastive strength must be one of {', '.join(AUGMENT_STRENGTHS)}, got {self.knobs.strength!r}"
+            )
+        size = self.knobs.size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE:
+            raise ValueError(f"contrastive size must be an integer of at least {MIN_SIDE} px, got {size!r}")
+
+    def answer_space(self) -> list[str]:
+        return [POSITIVE, NEGATIVE]
+
+    # ---- planning ------------------------------------------------------------------------------
+    def plan(self, n_sources: int, rng: np.random.Generator) -> Iterator[Plan]:
+        # Checked and drawn eagerly, so errors come at the call and `rng` is used up before it returns.
+        n = n_sources
+        if n < self.min_sources:
+            raise ValueError(
+                f"contrastive needs at least {self.min_sources} source images to form distinct negative pairs, "
+                f"got {n}"
+            )
+        negative = np.zeros(n, dtype=bool)
+        n_negative = n // 2 + int(n % 2 == 1 and rng.integers(2) == 1)  # odd n: the seed picks the extra one
+        negative[rng.permutation(n)[:n_negative]] = True
+        sigma = rng.permutation(n)
+        position = np.empty(n, dtype=np.int64)
+        position[sigma] = np.arange(n)
+        max_offset = (n - 1) // 2
+        # One set of distinct offsets for the whole split: cheap, and the first-choice partners then
+        # form a permutation too, so no source is the preferred partner of two negatives.
+        offsets = 1 + rng.choice(max_offset, size=min(MAX_PARTNER_CANDIDATES, max_offset), replace=False)
+        return self._plans(negative, sigma, position, offsets)
+
+    @staticmethod
+    def _plans(
+        negative: np.ndarray, sigma: np.ndarray, position: np.ndarray, offsets: np.ndarray
+    ) -> Iterator[Plan]:
+        n = len(negative)
+        for i in range(n):
+            if not negative[i]:
+                yield Plan(index=i, source=i, label=POSITIVE)
+                continue
+            p = int(position[i])
+            partners = tuple(int(sigma[(p + int(d)) % n]) for d in offsets)
+            yield Plan(index=i, source=i, partners=partners, label=NEGATIVE)
+
+    # ---- generation ----------------------------------------------------------------------------
+    def generate(
+        self,
+        source: LoadedImage,
+        rng: np.random.Generator,
+        plan: Plan,
+        load: Callable[[int], LoadedImage],
+    ) -> Example:
+        if plan.label not in (POSITIVE, NEGATIVE):
+            raise ValueError(
+                "contrastive samples need a plan from ContrastiveTask.plan() (label positive/negative)"
+            )
+        if plan.label == POSITIVE:
+            second, partner = source, None
+        else:
+            second, partner = self._find_partner(source, plan, load)
+        views = [self._augmentation(source.image, rng), self._augmentation(second.image, rng)]
+        return Example(
+            images=views,
+            answer=plan.label,
+            label={"pair": plan.label, "partner": partner},
+            sources=() if partner is None else (partner,),
+        )
+
+    @staticmethod
+    def _find_partner(
+        anchor: LoadedImage, plan: Plan, load: Callable[[int], LoadedImage]
+    ) -> tuple[LoadedImage, int]:
+        for candidate in plan.partners:
+            if candidate == plan.source:
+                continue
+            try:
+                other = load(candidate)
+            except SkipSample:
+                continue
+            if other.digest != anchor.digest:
+                return other, candidate
+        raise SkipSample(
+            "no_negative_partner", f"none of {len(plan.partners)} candidates is a different image"
+        )
+
+    def question(self, example: Example) -> str:
+        effects = self._spec.describe("and")
+        return (
+            "The two images are random augmentations either of the same original image or of two different "
+            f"images. The augmentations may include {effects}. Decide whether both images are derived from "
+            'the same original image. Answer "positive" if they come from the same original image and '
+            '"negative" if they come from two different images.'
+        )
