@@ -1,0 +1,262 @@
+"""Inference backends behind one small interface: `generate(requests) -> list[str]`.
+
+- `VLLMGenerator`: batched vLLM inference (GPU), several images per prompt.
+- `TransformersGenerator`: `AutoProcessor` + `AutoModelForImageTextToText`, batched greedy
+  `generate` with left padding; runs on CPU (tiny models, tests) and GPU.
+- `ScriptedGenerator`: answers with a Python function; tests and dry runs plug it in where a model
+  would go.
+
+Decoding is greedy everywhere so a rerun reproduces the same predictions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import UserError, require
+
+IMAGE_PLACEHOLDER = "<image>"  # same marker as ssl4rl.tasks.base (the verl data contract)
+BACKENDS = ("auto", "vllm", "transformers")
+
+
+@dataclass
+class Request:
+    """One prompt: images plus text. `<image>` markers in `text` place the images; without markers
+    the images come first (the layout Qwen2.5-VL and VLMEvalKit use for benchmark questions)."""
+
+    text: str
+    images: list[Any] = field(default_factory=list)  # PIL images
+
+    def content(self) -> list[dict[str, Any]]:
+        """Chat-template content items for a user turn."""
+        pieces = self.text.split(IMAGE_PLACEHOLDER)
+        if len(pieces) - 1 != len(self.images):
+            text = "".join(pieces).strip() if len(pieces) > 1 else self.text
+            return [*({"type": "image"} for _ in self.images), {"type": "text", "text": text}]
+        items: list[dict[str, Any]] = []
+        for i, piece in enumerate(pieces):
+            if i:
+                items.append({"type": "image"})
+            if piece.strip():
+                items.append({"type": "text", "text": piece.strip("\n")})
+        return items
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": self.content()}]
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[Request]) -> list[str]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class ScriptedGenerator:
+    """A fake model: `respond(request) -> str` decides each answer. Records batch sizes it was given."""
+
+    def __init__(self, respond: Callable[[Request], str], name: str = "scripted"):
+        self.respond = respond
+        self.name = name
+        self.batches: list[int] = []
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        self.batches.append(len(requests))
+        return [self.respond(request) for request in requests]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "scripted", "name": self.name}
+
+
+class TransformersGenerator:
+    """Batched greedy generation with Hugging Face transformers (left padding, one forward per batch)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_new_tokens: int = 1024,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
+        torch = require("torch", "torch", "transformers inference")
+        transformers = require("transformers", "torch", "transformers inference")
+        self.torch = torch
+        self.name = model_path
+        self.model_path = model_path
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.max_new_tokens = max_new_tokens
+        self.image_kwargs = {
+            key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value
+        }
+        try:
+            self.processor = transformers.AutoProcessor.from_pretrained(model_path)
+            resolved_dtype = dtype or ("auto" if self.device.startswith("cuda") else "float32")
+            self.model = transformers.AutoModelForImageTextToText.from_pretrained(
+                model_path, dtype=resolved_dtype
+            )
+        except OSError as exc:
+            raise UserError(f"cannot load model {model_path!r}: {exc}") from None
+        self.model.to(self.device).eval()
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        # Greedy decoding makes reruns reproducible. generate() fills fields we leave unset from the
+        # checkpoint's config, so its sampling settings are reset to their neutral values explicitly.
+        defaults = self.model.generation_config
+        self.generation_config = transformers.GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=50,
+            bos_token_id=defaults.bos_token_id,
+            eos_token_id=defaults.eos_token_id,
+            pad_token_id=defaults.pad_token_id
+            if defaults.pad_token_id is not None
+            else tokenizer.pad_token_id,
+        )
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        if not requests:
+            return []
+        texts = [
+            self.processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
+            for r in requests
+        ]
+        images = [image for r in requests for image in r.images]
+        inputs = self.processor(
+            text=texts,
+            images=images or None,
+            padding=True,
+            return_tensors="pt",
+            **(self.image_kwargs if images else {}),
+        ).to(self.device)
+        with self.torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=self.generation_config)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "transformers",
+            "model": self.model_path,
+            "device": self.device,
+            "dtype": str(self.model.dtype),
+            "max_new_tokens": self.max_new_tokens,
+            **self.image_kwargs,
+        }
+
+
+class VLLMGenerator:
+    """Batched vLLM inference; the processor's chat template builds each prompt."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_new_tokens: int = 1024,
+        max_images_per_prompt: int = 8,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.8,
+        max_model_len: int | None = 32768,
+        seed: int = 0,
+    ):
+        vllm = require("vllm", "vllm", "vLLM inference")
+        transformers = require("transformers", "torch", "vLLM inference")
+        self.name = model_path
+        self.model_path = model_path
+        self.max_new_tokens = max_new_tokens
+        self.image_kwargs = {
+            key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value
+        }
+        self.max_images = max(1, max_images_per_prompt)
+        self.processor = transformers.AutoProcessor.from_pretrained(model_path)
+        self.llm = vllm.LLM(
+            model=model_path,
+            limit_mm_per_prompt={"image": self.max_images},
+            mm_processor_kwargs=self.image_kwargs or None,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            seed=seed,
+        )
+        self.sampling = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.settings = {
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "max_images_per_prompt": self.max_images,
+        }
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        prompts = []
+        for r in requests:
+            text = self.processor.apply_chat_template(
+                r.messages(), add_generation_prompt=True, tokenize=False
+            )
+            prompt: dict[str, Any] = {"prompt": text}
+            if r.images:
+                prompt["multi_modal_data"] = {"image": list(r.images)}
+            prompts.append(prompt)
+        outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        return [output.outputs[0].text for output in outputs]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "vllm",
+            "model": self.model_path,
+            "max_new_tokens": self.max_new_tokens,
+            **self.image_kwargs,
+            **self.settings,
+        }
+
+
+def vllm_usable() -> bool:
+    """vLLM is installed and a CUDA device is visible (vLLM has no CPU path we rely on)."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def make_generator(
+    backend: str,
+    model_path: str,
+    *,
+    min_pixels: int | None,
+    max_pixels: int | None,
+    max_new_tokens: int,
+    max_images_per_prompt: int = 8,
+    seed: int = 0,
+    **vllm_options: Any,
+) -> Generator:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "vllm" if vllm_usable() else "transformers"
+    if backend == "vllm":
+        return VLLMGenerator(
+            model_path,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            max_new_tokens=max_new_tokens,
+            max_images_per_prompt=max_images_per_prompt,
+            seed=seed,
+            **vllm_options,
+        )
+    return TransformersGenerator(
+        model_path, min_pixels=min_pixels, max_pixels=max_pixels, max_new_tokens=max_new_tokens
+    )

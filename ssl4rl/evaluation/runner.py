@@ -1,0 +1,216 @@
+"""`ssl4rl eval --benchmark`: run a model over a multiple-choice benchmark file and write reports.
+
+Output directory:
+  predictions.jsonl  one line per answered row (response, extracted letter, correctness); resumable
+  run_config.json    the settings that produced the predictions (a rerun must match them)
+  report.md/.csv/.json  accuracy per category in the paper's column order
+  manifest.json      command, config, versions, counts, skips, timing
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import UserError
+from ..fileio import command_line, package_versions, write_json
+from ..images import SkipSample
+from .backends import Generator, Request, make_generator
+from .benchmarks import get_benchmark
+from .extract import extract_choice
+from .prompts import PROMPT_STYLES, question_prompt
+from .questions import (
+    MCQuestion,
+    add_rotations,
+    drop_circular_copies,
+    has_circular_copies,
+    limit_groups,
+    load_images,
+    load_questions,
+)
+from .records import PredictionLog, check_run_config
+from .report import score_questions, write_report
+
+PAPER_MIN_PIXELS = 35840
+PAPER_MAX_PIXELS = 12845056
+CIRCULAR_MODES = ("auto", "on", "off")
+# settings that change what the model answers: a resumed run must keep them
+RUN_IDENTITY = ("model", "data", "split", "benchmark", "prompt", "min_pixels", "max_pixels", "max_new_tokens")
+
+
+@dataclass
+class BenchmarkRun:
+    benchmark: str
+    data: str
+    out: str
+    model: str = ""
+    prompt: str = "reasoning"
+    circular: str = (
+        "auto"  # auto: score rotations the file carries; on: also generate them; off: first pass only
+    )
+    split: str | None = None
+    limit: int | None = None  # first N questions (all their rotations)
+    batch_size: int | None = None  # prompts per generate call; default 8 (transformers) or 128 (vLLM)
+    max_new_tokens: int = 1024
+    min_pixels: int | None = PAPER_MIN_PIXELS
+    max_pixels: int | None = PAPER_MAX_PIXELS
+    backend: str = "auto"
+    name: str | None = None  # row label in reports; defaults to the model directory name
+    seed: int = 0
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.prompt not in PROMPT_STYLES:
+            raise UserError(f"unknown prompt style {self.prompt!r}; choose from {', '.join(PROMPT_STYLES)}")
+        if self.circular not in CIRCULAR_MODES:
+            raise UserError(
+                f"unknown circular mode {self.circular!r}; choose from {', '.join(CIRCULAR_MODES)}"
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError("--batch-size must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise UserError("--limit must be at least 1")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise UserError("--min-pixels must not exceed --max-pixels")
+
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        return os.path.basename(os.path.normpath(self.model)) if self.model else "model"
+
+
+def default_batch_size(generator: Generator | None) -> int:
+    """vLLM schedules many prompts at once itself; transformers pads a batch to its longest prompt."""
+    if generator is not None and generator.describe().get("backend") == "vllm":
+        return 128
+    return 8
+
+
+def prepare_questions(run: BenchmarkRun) -> tuple[list[MCQuestion], bool, dict[str, Any]]:
+    """Questions to ask (rotations included when circular), whether scoring is circular, load info."""
+    loaded = load_questions(run.data, split=run.split)
+    questions = loaded.questions
+    has_copies = has_circular_copies(questions)
+    if run.circular == "off":
+        questions, circular = drop_circular_copies(questions), False
+    elif run.circular == "on":
+        circular = True
+        if not has_copies:
+            questions = add_rotations(questions)
+    else:  # a file that carries rotations was made for circular scoring (MMBench, BLINK_circular)
+        circular = has_copies
+    questions = limit_groups(questions, run.limit)
+    info = {
+        "layout": loaded.layout,
+        "columns": loaded.columns,
+        "rows_read": len(loaded.questions) + sum(loaded.skipped.values()),
+        "load_skips": dict(loaded.skipped),
+        "file_has_rotations": has_copies,
+        "generated_rotations": run.circular == "on" and not has_copies,
+    }
+    return questions, circular, info
+
+
+def evaluate_benchmark(run: BenchmarkRun, generator: Generator | None = None) -> dict[str, Any]:
+    """Answer every question not yet in the prediction log, then write reports and the manifest."""
+    from tqdm import tqdm
+
+    run.validate()
+    benchmark = get_benchmark(run.benchmark)
+    questions, circular, load_info = prepare_questions(run)
+    if not questions:
+        raise UserError(f"{run.data}: no usable multiple-choice rows ({load_info['load_skips']})")
+    os.makedirs(run.out, exist_ok=True)
+    config = {**asdict(run), "data": os.path.abspath(run.data), "benchmark": benchmark.name}
+    check_run_config(run.out, config, RUN_IDENTITY, run.overwrite)
+    log = PredictionLog(os.path.join(run.out, "predictions.jsonl"))
+    todo = [q for q in questions if q.key not in log]
+    resumed = len(questions) - len(todo)
+
+    if todo and generator is None:
+        if not run.model:
+            raise UserError("--model is required to answer questions")
+        max_images = max(len(q.image_refs) for q in todo)
+        generator = make_generator(
+            run.backend,
+            run.model,
+            min_pixels=run.min_pixels,
+            max_pixels=run.max_pixels,
+            max_new_tokens=run.max_new_tokens,
+            max_images_per_prompt=max_images,
+            seed=run.seed,
+        )
+
+    batch_size = run.batch_size or default_batch_size(generator)
+    skipped: Counter = Counter()
+    started = time.perf_counter()
+    generated = 0
+    with tqdm(
+        total=len(todo), desc=f"eval {benchmark.name}", unit="q", disable=not (todo and run.progress)
+    ) as progress:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            records, requests, asked = [], [], []
+            for q in batch:
+                try:
+                    images = load_images(q)
+                except SkipSample as skip:
+                    skipped[skip.reason] += 1
+                    records.append({**q.record(), "skip": skip.reason})
+                    continue
+                requests.append(Request(question_prompt(q, run.prompt), images))
+                asked.append(q)
+            responses = generator.generate(requests) if requests else []
+            if len(responses) != len(requests):
+                raise RuntimeError(f"backend returned {len(responses)} answers for {len(requests)} prompts")
+            for q, response in zip(asked, responses):
+                extraction = extract_choice(response, q.options)
+                records.append(
+                    {
+                        **q.record(),
+                        "response": response,
+                        "pred": extraction.letter,
+                        "method": extraction.method,
+                        "correct": extraction.letter == q.answer,
+                    }
+                )
+            generated += len(requests)
+            log.append(records)
+            progress.update(len(batch))
+    seconds = time.perf_counter() - started
+
+    report = score_questions(benchmark, questions, log.records, circular)
+    report.update(
+        name=run.run_name(),
+        model=run.model,
+        data=os.path.abspath(run.data),
+        prompt=run.prompt,
+        load_skips=load_info["load_skips"],
+    )
+    outputs = write_report(run.out, report)
+    manifest = {
+        "command": command_line(),
+        "kind": "benchmark-eval",
+        "config": config,
+        "backend": generator.describe() if generator is not None else None,
+        "versions": package_versions("torch", "transformers", "vllm"),
+        "load": load_info,
+        "counts": {
+            "rows_to_answer": len(questions),
+            "answered_now": generated,
+            "resumed": resumed,
+            "skipped_now": dict(skipped),
+            "torn_log_lines": log.torn_lines,
+        },
+        "timing": {
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(generated / seconds, 3) if generated and seconds > 0 else None,
+        },
+        "outputs": [os.path.basename(p) for p in (*outputs, log.path)],
+    }
+    write_json(os.path.join(run.out, "manifest.json"), manifest)
+    return report
