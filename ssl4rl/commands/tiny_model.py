@@ -1,0 +1,39 @@
+"""`ssl4rl tiny-model OUT`: write a tiny random Qwen2.5-VL for offline tests and demos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from ..errors import UserError
+
+DESCRIPTION = """Write a tiny random Qwen2.5-VL (about 0.2M parameters) to OUT.
+
+It loads with AutoProcessor / AutoModelForImageTextToText exactly like Qwen/Qwen2.5-VL-3B-Instruct,
+so every ssl4rl command that takes --model accepts it. Its image processor keeps images cheap
+(28x28 to 56x56 pixels, 1 to 4 image tokens). Weights are random: use it to check plumbing, not results.
+
+example:
+  ssl4rl tiny-model /tmp/tiny-qwen --seed 0
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output directory (replaced if it exists and --overwrite is given)")
+    parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it already exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tiny import build_tiny_qwen2_5_vl
+
+    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise UserError(f"{args.out} exists and is not empty; pass --overwrite to replace it")
+    if os.path.isfile(args.out):
+        raise UserError(f"{args.out} is a file; give a directory path")
+    out = build_tiny_qwen2_5_vl(args.out, seed=args.seed)
+    with open(os.path.join(out, "ssl4rl_tiny.json")) as f:
+        info = json.load(f)
+    print(f"wrote tiny Qwen2.5-VL ({info['parameters']:,} parameters, seed {args.seed}) to {out}")
+    return 0

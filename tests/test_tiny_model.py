@@ -1,0 +1,84 @@
+"""The tiny offline Qwen2.5-VL loads through the Auto classes and generates for a 2-image prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+pytest.importorskip("torchvision")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # numpy copy= notice inside transformers
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from ssl4rl.tiny import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
+
+
+def _digest(path: str) -> str:
+    with open(os.path.join(path, "model.safetensors"), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_loads_with_auto_classes_and_generates_for_two_images(tiny_dir, photos):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_dir)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dir)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "image"},
+                {"type": "text", "text": "How many degrees was the second image rotated?"},
+            ],
+        }
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
+    assert text.endswith("<|im_start|>assistant\n")
+
+    images = [photos[0].image, photos[1].image]
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    # small min/max pixels: each photograph costs 1..4 image tokens, whatever its size
+    pad_id = model.config.image_token_id
+    n_image_tokens = int((inputs["input_ids"] == pad_id).sum())
+    assert 2 <= n_image_tokens <= 8
+
+    torch.manual_seed(0)
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=True)
+    new_tokens = out[0, inputs["input_ids"].shape[1] :]
+    assert 1 <= len(new_tokens) <= 12
+    assert isinstance(processor.decode(new_tokens, skip_special_tokens=True), str)
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_dir, tmp_path):
+    from ssl4rl.tiny import build_tiny_qwen2_5_vl
+
+    again = build_tiny_qwen2_5_vl(str(tmp_path / "again"), seed=0)
+    other = build_tiny_qwen2_5_vl(str(tmp_path / "other"), seed=1)
+    assert _digest(again) == _digest(tiny_dir)
+    assert _digest(other) != _digest(tiny_dir)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tiny-qwen-")]  # no temp leftovers
+
+
+def test_cli_refuses_to_overwrite_without_flag(tmp_path, capsys):
+    from ssl4rl.cli import main
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert main(["tiny-model", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["tiny-model", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert (out / "config.json").exists() and not (out / "keep.txt").exists()

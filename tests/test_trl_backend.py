@@ -1,0 +1,322 @@
+"""The local TRL GRPO backend on the tiny Qwen2.5-VL: real TRL trainer, real verl parquet, real reward."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("torchvision")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # numpy copy= notice inside transformers
+
+from ssl4rl.errors import UserError  # noqa: E402
+from ssl4rl.integrations import trl_backend as tb  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from ssl4rl.tiny import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def verl_data(tmp_path_factory, photo_paths):
+    """Two SSL tasks built from real photographs (downscaled to 160 px for speed), converted by `ssl4rl preprocess`."""
+    from PIL import Image
+
+    from ssl4rl.builder import BuildConfig, build
+    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
+
+    root = tmp_path_factory.mktemp("data")
+    photos = root / "photos"
+    photos.mkdir()
+    for path in photo_paths[:6]:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((160, 160))
+            image.save(photos / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+    built = []
+    for task in ("rotation", "position"):
+        out = str(root / "built" / task)
+        build(BuildConfig(task=task, source="folder", input=str(photos), out=out, seed=0, progress=False))
+        built.append(out)
+    preprocess(PreprocessConfig(out=str(root / "verl"), train=built, holdout_fraction=0.2, progress=False))
+    return str(root / "verl")
+
+
+def _config(tiny_model, verl_data, out, **overrides) -> tb.TrlGrpoConfig:
+    settings = dict(
+        model=tiny_model,
+        train_files=[os.path.join(verl_data, "train.parquet")],
+        output_dir=str(out),
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=8,
+        max_steps=4,
+        save_steps=2,
+        learning_rate=1e-3,
+        device="cpu",
+        torch_threads=1,
+        gradient_checkpointing=False,
+        report_to=["tensorboard"],
+    )
+    settings.update(overrides)
+    return tb.TrlGrpoConfig(**settings)
+
+
+def _scalar_tags(event_dir: str) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(event_dir)
+    accumulator.Reload()
+    return {tag: [e.value for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_training_writes_loadable_checkpoints_and_per_task_metrics(tiny_model, verl_data, tmp_path):
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    manifest = tb.train_grpo(_config(tiny_model, verl_data, tmp_path / "run"))
+
+    assert manifest["status"] == "done" and manifest["global_step"] == 4
+    assert manifest["checkpoints"] == ["checkpoint-2", "checkpoint-4"]
+    data = manifest["train_data"]
+    assert set(data["rows_per_data_source"]) == {"ssl4rl/rotation", "ssl4rl/position"}
+    assert data["rows_kept"] + sum(data["skipped"].values()) == data["rows_read"]
+    on_disk = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert on_disk["status"] == "done" and on_disk["config"]["num_generations"] == 4
+
+    # every checkpoint is a Hugging Face model directory with its processor
+    for name in ("checkpoint-2", "final"):
+        path = str(tmp_path / "run" / name)
+        processor = AutoProcessor.from_pretrained(path)
+        model = AutoModelForImageTextToText.from_pretrained(path)
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Hi"}]}
+    ]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    images = [Image.new("RGB", (60, 40), "red"), Image.new("RGB", (40, 60), "blue")]
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+    trained = dict(model.named_parameters())
+    initial = dict(AutoModelForImageTextToText.from_pretrained(tiny_model).named_parameters())
+    assert any(not torch.equal(trained[k], initial[k]) for k in trained)
+
+    # per-task metrics of the mixed dataset reach TensorBoard (and the JSON-lines log the demo plots)
+    scalars = _scalar_tags(str(tmp_path / "run" / "tensorboard"))
+    for task in ("rotation", "position"):
+        for metric in ("score", "acc", "format", "response_length", "zero_std_frac"):
+            assert f"train/ssl4rl/{task}/{metric}" in scalars, sorted(scalars)
+        assert all(0 < v <= 8 for v in scalars[f"train/ssl4rl/{task}/response_length"])
+    assert {"train/reward", "train/frac_reward_zero_std", "train/kl"} <= set(scalars)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "reward" in line] == [1, 2, 3, 4]
+
+
+def _digit_reward(tokenizer):
+    """Reward = share of generated tokens that contain a digit: reachable from random init (about 5%
+    of the tiny vocabulary), so a working policy gradient visibly raises it within a few steps."""
+    digit_ids = {i for token, i in tokenizer.get_vocab().items() if any(c.isdigit() for c in token)}
+
+    def digits(completions=None, completion_ids=None, **_):
+        return [sum(t in digit_ids for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+    return digits
+
+
+def _rewards(run_dir) -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["reward"] for line in lines if "reward" in json.loads(line)]
+
+
+@pytest.mark.parametrize("learning_rate", [2e-2, 0.0])
+def test_grpo_learns_a_reachable_reward_and_not_with_zero_learning_rate(
+    tiny_model, verl_data, tmp_path, learning_rate
+):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    out = tmp_path / f"lr{learning_rate}"
+    config = _config(
+        tiny_model,
+        verl_data,
+        out,
+        num_generations=8,
+        per_device_train_batch_size=8,
+        max_completion_length=8,
+        max_steps=20,
+        save_steps=0,
+        beta=0.0,
+        learning_rate=learning_rate,
+        report_to=["none"],
+        seed=0,
+    )
+    tb.train_grpo(config, reward_funcs=_digit_reward(AutoTokenizer.from_pretrained(tiny_model)))
+    rewards = _rewards(out)
+    assert len(rewards) == 20
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    before = load_file(os.path.join(tiny_model, "model.safetensors"))
+    after = load_file(str(out / "final" / "model.safetensors"))
+    changed = any(not torch.equal(before[k], after[k]) for k in before)
+    if learning_rate > 0:
+        assert last > first + 0.3, rewards
+        assert changed
+    else:
+        assert last < first + 0.1, rewards
+        assert not changed
+
+
+def test_verl_prompts_become_trl_multimodal_messages():
+    messages = [{"role": "user", "content": "<image><image>Which one? <image> last"}]
+    converted = tb.to_trl_messages(messages)
+    assert converted == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image"},
+                {"type": "image"},
+                {"type": "text", "text": "Which one? "},
+                {"type": "image"},
+                {"type": "text", "text": " last"},
+            ],
+        }
+    ]
+    assert tb.count_placeholders(messages) == tb.count_placeholders(converted) == 3
+    assert messages[0]["content"].startswith("<image>")  # input left untouched
+
+
+def test_dataset_loading_skips_and_counts_unusable_rows(tiny_model, verl_data, tmp_path):
+    import pyarrow.parquet as pq
+    from transformers import AutoProcessor
+
+    table = pq.read_table(os.path.join(verl_data, "train.parquet"))
+    rows = table.to_pylist()
+    rows[0]["prompt"] = [{"role": "user", "content": "no placeholders at all"}]
+    rows[1]["images"] = [{"bytes": b"not an image", "path": None}] * len(rows[1]["images"])
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table.from_pylist(rows, schema=table.schema), bad)
+    processor = AutoProcessor.from_pretrained(tiny_model)
+
+    dataset, report = tb.load_rl_dataset([str(bad)], processor, max_prompt_length=1024)
+    assert report["skipped"] == {"image_placeholder_mismatch": 1, "unreadable_row": 1}
+    assert len(dataset) == len(rows) - 2 == report["rows_kept"]
+    first = dataset[0]
+    assert first["prompt"][0]["content"][0] == {"type": "image"}
+    assert all(image.mode == "RGB" for image in first["images"])
+
+    # a prompt budget below the shortest prompt drops everything, counted as too long
+    _, report = tb.load_rl_dataset([str(bad)], processor, max_prompt_length=20)
+    assert report["rows_kept"] == 0 and report["skipped"]["prompt_too_long"] == len(rows) - 2
+    # the prompt length matches what the processor really produces
+    length = tb.PromptLength(processor)(rows[2]["prompt"], rows[2]["images"])
+    messages = tb.to_trl_messages(rows[2]["prompt"])
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    encoded = processor(text=[text], images=[tb.decode_image(i) for i in rows[2]["images"]])
+    assert length == len(encoded["input_ids"][0])
+
+    good = os.path.join(verl_data, "train.parquet")
+    _, report = tb.load_rl_dataset([good], processor, tasks=["position"], limit=2)
+    assert report["rows_kept"] == 2 and report["rows_per_data_source"] == {"ssl4rl/position": 2}
+
+
+def test_cli_flags_override_yaml_and_packaged_configs_resolve(tmp_path, capsys):
+    import yaml
+
+    from ssl4rl.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text("num_generations: 6\nbeta: 0.02\nreward_options: {format_weight: 0.1}\n")
+    argv = [
+        "train",
+        "--backend",
+        "trl",
+        "--config",
+        str(config),
+        "--model",
+        "m",
+        "--train-files",
+        "a.parquet",
+    ]
+    assert (
+        main(
+            [
+                *argv,
+                "--output-dir",
+                "o",
+                "--beta",
+                "0.05",
+                "--reward-option",
+                "jigsaw_mode=exact",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["num_generations"] == 6 and printed["beta"] == 0.05
+    assert printed["reward_options"] == {"format_weight": 0.1, "jigsaw_mode": "exact"}
+    assert printed["learning_rate"] == 1e-6 and printed["lr_scheduler_type"] == "constant"
+
+    for name in ("paper", "1gpu", "tiny_cpu"):
+        values = tb.load_yaml_config(name)
+        tb.TrlGrpoConfig(model="m", train_files=["x"], output_dir="o", **values).validate()
+    paper = tb.load_yaml_config("trl_paper.yaml")
+    assert (paper["num_generations"], paper["beta"], paper["learning_rate"]) == (5, 0.01, 1e-6)
+    assert paper["max_prompt_length"] == 1024 and paper["max_completion_length"] == 2048
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_generations": 1}, "at least 2"),
+        ({"num_generations": 3}, "multiple of"),
+        ({"report_to": ["mlflow"]}, "report-to"),
+        ({"reward_options": {"format_weigth": 0.1}}, "unknown reward option"),
+        ({"model": ""}, "--model"),
+    ],
+)
+def test_bad_configuration_is_a_one_line_user_error(change, message):
+    settings = dict(
+        model="m", train_files=["x"], output_dir="o", per_device_train_batch_size=8, num_generations=4
+    )
+    settings.update(change)
+    with pytest.raises(UserError, match=message):
+        tb.TrlGrpoConfig(**settings).validate()
+
+
+def test_unknown_yaml_field_and_missing_columns_are_user_errors(tmp_path, tiny_model):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoProcessor
+
+    config = tmp_path / "c.yaml"
+    config.write_text("num_generation: 5\n")
+    with pytest.raises(UserError, match="unknown field"):
+        tb.load_yaml_config(str(config))
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"query": ["q"], "answer": ["a"]}), plain)
+    with pytest.raises(UserError, match="missing column"):
+        tb.load_rl_dataset([str(plain)], AutoProcessor.from_pretrained(tiny_model))
+
+
+@pytest.mark.gpu
+def test_trains_on_one_cuda_gpu_with_bf16(tiny_model, verl_data, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    manifest = tb.train_grpo(
+        _config(
+            tiny_model, verl_data, tmp_path / "gpu", device="cuda", torch_threads=0, max_steps=2, save_steps=0
+        )
+    )
+    assert manifest["device"] == "cuda" and manifest["status"] == "done"
+    assert manifest["bf16"] == torch.cuda.is_bf16_supported()
