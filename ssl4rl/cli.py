@@ -25,6 +25,10 @@ COMMANDS = {
     ),
     "demo": ("ssl4rl.commands.demo", "end-to-end demo: photos -> SSL tasks -> GRPO -> eval -> report"),
     "eval": ("ssl4rl.commands.eval", "evaluate a model on a benchmark or on held-out SSL data"),
+    "calibrate": (
+        "ssl4rl.commands.calibrate",
+        "pass rate per difficulty level; recommend the level to train at",
+    ),
     "compare": ("ssl4rl.commands.compare", "compare evaluation runs in the paper's table layout"),
     "vlmeval-config": ("ssl4rl.commands.vlmeval_config", "write a VLMEvalKit config for checkpoints"),
 }

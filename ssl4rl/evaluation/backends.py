@@ -6,7 +6,9 @@
 - `ScriptedGenerator`: answers with a Python function; tests and dry runs plug it in where a model
   would go.
 
-Decoding is greedy everywhere so a rerun reproduces the same predictions.
+Decoding is greedy everywhere so a rerun reproduces the same predictions. `sample_responses`
+draws several random responses per prompt instead (GRPO-style rollouts, `ssl4rl calibrate`),
+reproducible by `Sampling.seed`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,35 @@ class Generator(Protocol):
     def generate(self, requests: Sequence[Request]) -> list[str]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Random decoding of `n` responses per prompt, as GRPO rollouts are drawn (top-k off)."""
+
+    n: int = 1
+    temperature: float = 1.0  # 0 = greedy: the n responses are copies of one
+    top_p: float = 1.0
+    seed: int = 0
+
+
+def sample_responses(
+    generator: Generator, requests: Sequence[Request], sampling: Sampling
+) -> list[list[str]]:
+    """`sampling.n` responses per request. Generators without a `sample` method (ScriptedGenerator)
+    are asked each prompt `n` times through `generate`."""
+    sample = getattr(generator, "sample", None)
+    if sample is not None:
+        return sample(requests, sampling)
+    flat = generator.generate([request for request in requests for _ in range(sampling.n)])
+    return [flat[i * sampling.n : (i + 1) * sampling.n] for i in range(len(requests))]
+
+
+def _prompt_seeds(seed: int, count: int) -> list[int]:
+    """Independent per-prompt seeds from one seed (vLLM seeds each request's sampler separately)."""
+    import numpy as np
+
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint32)]
 
 
 class ScriptedGenerator:
@@ -124,25 +155,54 @@ class TransformersGenerator:
             else tokenizer.pad_token_id,
         )
 
-    def generate(self, requests: Sequence[Request]) -> list[str]:
-        if not requests:
-            return []
+    def _inputs(self, requests: Sequence[Request]):
         texts = [
             self.processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
             for r in requests
         ]
         images = [image for r in requests for image in r.images]
-        inputs = self.processor(
+        return self.processor(
             text=texts,
             images=images or None,
             padding=True,
             return_tensors="pt",
             **(self.image_kwargs if images else {}),
         ).to(self.device)
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        if not requests:
+            return []
+        inputs = self._inputs(requests)
         with self.torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=self.generation_config)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def sample(self, requests: Sequence[Request], sampling: Sampling) -> list[list[str]]:
+        """`sampling.n` random responses per request; the same seed and batch give the same text."""
+        import copy
+
+        if not requests:
+            return []
+        if sampling.temperature <= 0:
+            return [[text] * sampling.n for text in self.generate(requests)]
+        config = copy.deepcopy(self.generation_config)
+        config.do_sample = True
+        config.temperature = sampling.temperature
+        config.top_p = sampling.top_p
+        config.top_k = 0  # no top-k cut, like verl's vLLM rollouts
+        config.num_return_sequences = sampling.n
+        inputs = self._inputs(requests)
+        # A private RNG state: seeding must not disturb the caller's global torch stream.
+        devices = [self.model.device] if self.device.startswith("cuda") else []
+        with self.torch.random.fork_rng(devices=devices), self.torch.inference_mode():
+            self.torch.manual_seed(sampling.seed)
+            output = self.model.generate(**inputs, generation_config=config)
+        texts = self.processor.batch_decode(
+            output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        # generate() returns each prompt's n sequences next to each other.
+        return [texts[i * sampling.n : (i + 1) * sampling.n] for i in range(len(requests))]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -198,7 +258,7 @@ class VLLMGenerator:
             "max_images_per_prompt": self.max_images,
         }
 
-    def generate(self, requests: Sequence[Request]) -> list[str]:
+    def _prompts(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         prompts = []
         for r in requests:
             text = self.processor.apply_chat_template(
@@ -208,8 +268,31 @@ class VLLMGenerator:
             if r.images:
                 prompt["multi_modal_data"] = {"image": list(r.images)}
             prompts.append(prompt)
-        outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        return prompts
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        outputs = self.llm.generate(self._prompts(requests), self.sampling, use_tqdm=False)
         return [output.outputs[0].text for output in outputs]
+
+    def sample(self, requests: Sequence[Request], sampling: Sampling) -> list[list[str]]:
+        """`sampling.n` random responses per request, one seeded sampler per request."""
+        if not requests:
+            return []
+        if sampling.temperature <= 0:
+            return [[text] * sampling.n for text in self.generate(requests)]
+        vllm = require("vllm", "vllm", "vLLM inference")
+        params = [
+            vllm.SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=self.max_new_tokens,
+                seed=seed,
+            )
+            for seed in _prompt_seeds(sampling.seed, len(requests))
+        ]
+        outputs = self.llm.generate(self._prompts(requests), params, use_tqdm=False)
+        return [[completion.text for completion in output.outputs] for output in outputs]
 
     def describe(self) -> dict[str, Any]:
         return {
