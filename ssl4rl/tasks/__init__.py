@@ -6,7 +6,15 @@ import importlib
 
 from .base import IMAGE_PLACEHOLDER, TASKS, Example, Plan, SSLTask, knob, register_task
 
-BUILTIN_TASKS = ("rotation", "jigsaw", "position", "contrastive")
+BUILTIN_TASKS = (
+    "rotation",
+    "jigsaw",
+    "position",
+    "contrastive",
+    "flip_patch",
+    "inpaint",
+    "single_rotation",
+)
 
 for _module in BUILTIN_TASKS:
     try:

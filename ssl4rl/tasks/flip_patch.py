@@ -1,0 +1,215 @@
+"""Flip patch: which grid patch of the image was mirrored in place, and how? (Spatial-SSRL's
+flipped-patch recognition.)
+
+The image is cut into a rows x cols grid of equal patches (floor division as in jigsaw: the remainder
+on the right and bottom is dropped, so the view is exactly the grid), one patch is mirrored in place,
+and the reassembled grid is shown as one image. The answer is the 1-based patch number in reading
+order, one space, and `horizontal` (left and right swapped) or `vertical` (top and bottom swapped),
+e.g. `3 horizontal`.
+
+Every answer must be recoverable from the pixels, so an image is skipped (`flip_invisible`) when any
+patch looks the same as its mirror for an allowed direction (a flat sky, a symmetric motif) or, with
+both directions allowed, when its two mirrors look the same (a patch symmetric under a half turn
+cannot tell `horizontal` from `vertical`). "Looks the same" means a mean absolute pixel difference
+below `min_change` (0 = only pixel-identical). The check covers every patch before the draw: skipping
+only the draws that hit a flat patch would make the answer depend on where images are flat (skies are
+on top), not on the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..answer import normalize
+from ..images import MIN_SIDE, LoadedImage, SkipSample
+from .base import Example, Plan, SSLTask, combine, knob, register_task
+from .jigsaw import grid_name, parse_grid
+
+HORIZONTAL, VERTICAL = "horizontal", "vertical"
+FLIP_CHOICES = (HORIZONTAL, VERTICAL, "both")
+# A real answer is a few characters ("36 horizontal"); longer text is refused before it is split.
+_MAX_ANSWER_CHARS = 64
+_MAX_DIGITS = 3
+
+MIN_CHANGE_HELP = (
+    "skip a sample when two of its possible answers would look alike: mean absolute pixel difference "
+    "(0-255) below this; 0 = skip only pixel-identical ones"
+)
+
+
+def mirror(pixels: np.ndarray, direction: str) -> np.ndarray:
+    """`horizontal` swaps left and right (PIL's FLIP_LEFT_RIGHT), `vertical` swaps top and bottom."""
+    return pixels[:, ::-1] if direction == HORIZONTAL else pixels[::-1]
+
+
+def mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def looks_alike(a: np.ndarray, b: np.ndarray, min_change: float) -> bool:
+    """Pixel-identical, or closer than `min_change` mean absolute difference."""
+    return np.array_equal(a, b) or mean_abs_difference(a, b) < min_change
+
+
+def parse_flip_answer(text: object) -> tuple[int, str] | None:
+    """'3 horizontal' -> (3, 'horizontal'): a number, whitespace, a direction word; None otherwise.
+
+    Case-sensitive (normalise first for lenient scoring). Linear time, never raises."""
+    if not isinstance(text, str) or len(text) > _MAX_ANSWER_CHARS:
+        return None
+    tokens = text.split()
+    if len(tokens) != 2:
+        return None
+    number, direction = tokens
+    if not (number.isascii() and number.isdigit() and len(number) <= _MAX_DIGITS):
+        return None
+    if direction not in (HORIZONTAL, VERTICAL):
+        return None
+    return int(number), direction
+
+
+@register_task("flip_patch")
+class FlipPatchTask(SSLTask):
+    summary = "An image whose grid has one patch mirrored in place; answer which patch and how."
+    answer_example = "3 horizontal"
+    extra_scores = {"partial": 0.0, "patch_correct": 0.0, "flip_correct": 0.0}
+
+    @dataclass
+    class Knobs:
+        grid: str = knob("2", "grid size: '3' for 3x3, '2x3' for 2 rows x 3 columns (sides 2..6)", parse=str)
+        flips: str = knob(
+            "both",
+            "mirror directions used: horizontal (left-right), vertical (top-bottom) or both",
+            choices=FLIP_CHOICES,
+        )
+        min_change: float = knob(2.0, MIN_CHANGE_HELP)
+
+    def validate(self) -> None:
+        self.rows, self.cols = parse_grid(self.knobs.grid)
+        self.knobs.grid = grid_name(self.rows, self.cols)
+        if self.knobs.flips not in FLIP_CHOICES:
+            raise ValueError(f"flips must be one of {', '.join(FLIP_CHOICES)}, got {self.knobs.flips!r}")
+        change = self.knobs.min_change
+        if isinstance(change, bool) or not isinstance(change, (int, float)) or not 0 <= change <= 255:
+            raise ValueError(f"min_change must be a number in 0..255, got {change!r}")
+        self.answer_example = f"{min(3, self.n_patches)} {self.directions[0]}"
+
+    @property
+    def n_patches(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return (HORIZONTAL, VERTICAL) if self.knobs.flips == "both" else (self.knobs.flips,)
+
+    def answer_space(self) -> list[str]:
+        return [f"{k} {d}" for k in range(1, self.n_patches + 1) for d in self.directions]
+
+    def patch_boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """(left, top, right, bottom) of each patch in reading order."""
+        patch_w, patch_h = width // self.cols, height // self.rows
+        return [
+            (c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)
+            for r in range(self.rows)
+            for c in range(self.cols)
+        ]
+
+    def invisible_flip(self, patch: np.ndarray) -> str | None:
+        """Why this patch cannot carry an answerable flip, or None when every allowed answer shows."""
+        change = self.knobs.min_change
+        for direction in self.directions:
+            if looks_alike(patch, mirror(patch, direction), change):
+                return f"looks the same mirrored {direction}"
+        if len(self.directions) == 2 and looks_alike(
+            mirror(patch, HORIZONTAL), mirror(patch, VERTICAL), change
+        ):
+            return "looks the same mirrored horizontal and vertical"
+        return None
+
+    def generate(
+        self,
+        source: LoadedImage,
+        rng: np.random.Generator,
+        plan: Plan,
+        load: Callable[[int], LoadedImage],
+    ) -> Example:
+        image = source.image
+        patch_w, patch_h = image.width // self.cols, image.height // self.rows
+        if min(patch_w, patch_h) < MIN_SIDE:
+            raise SkipSample(
+                "too_small",
+                f"{image.width}x{image.height} cut {self.rows}x{self.cols} gives {patch_w}x{patch_h} "
+                f"patches (below {MIN_SIDE} px)",
+            )
+        pixels = np.asarray(image)[: self.rows * patch_h, : self.cols * patch_w]
+        boxes = self.patch_boxes(image.width, image.height)
+        for number, (left, top, right, bottom) in enumerate(boxes, start=1):
+            reason = self.invisible_flip(pixels[top:bottom, left:right])
+            if reason:
+                raise SkipSample("flip_invisible", f"patch {number} {reason}")
+        patch = int(rng.integers(self.n_patches))
+        direction = self.directions[int(rng.integers(len(self.directions)))]
+        left, top, right, bottom = boxes[patch]
+        shown = pixels.copy()
+        shown[top:bottom, left:right] = mirror(pixels[top:bottom, left:right], direction)
+        return Example(
+            images=[Image.fromarray(shown, "RGB")],
+            answer=f"{patch + 1} {direction}",
+            label={
+                "rows": self.rows,
+                "cols": self.cols,
+                "patch": patch + 1,
+                "flip": direction,
+                "box": [left, top, right, bottom],
+                "patch_size": [patch_w, patch_h],
+            },
+        )
+
+    def question(self, example: Example) -> str:
+        k, rows, cols = self.n_patches, self.rows, self.cols
+        if len(self.directions) == 2:
+            how = (
+                "mirrored in place, either horizontally (its left and right sides swapped) or vertically "
+                "(its top and bottom swapped)"
+            )
+            words = "horizontal or vertical"
+        elif self.directions[0] == HORIZONTAL:
+            how = "mirrored horizontally in place (its left and right sides swapped)"
+            words = "the word horizontal"
+        else:
+            how = "mirrored vertically in place (its top and bottom swapped)"
+            words = "the word vertical"
+        return (
+            f"The image is made of {rows} rows and {cols} columns of equal rectangular patches, numbered "
+            f"1 to {k} in reading order (left to right, top row first). Exactly one patch was {how}; "
+            "every other patch is unchanged. Which patch was mirrored, and how? Answer with the patch "
+            f"number (1 to {k}), one space, then {words}, for example: {self.answer_example}."
+        )
+
+    def score(
+        self,
+        response: str,
+        ground_truth: str,
+        *,
+        format_weight: float = 0.0,
+        normalization: str = "exact",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """score/acc: the patch number and the direction both right (whitespace between them is free).
+        `patch_correct`, `flip_correct` and their mean `partial` are logged, not rewarded."""
+        pred = self.parse(response)
+        guess = None if pred is None else parse_flip_answer(normalize(pred, normalization))
+        truth = parse_flip_answer(normalize(str(ground_truth), normalization))
+        patch_correct = float(guess is not None and truth is not None and guess[0] == truth[0])
+        flip_correct = float(guess is not None and truth is not None and guess[1] == truth[1])
+        acc = patch_correct * flip_correct
+        result = combine(acc, response, format_weight, pred)
+        result["partial"] = (patch_correct + flip_correct) / 2.0
+        result["patch_correct"] = patch_correct
+        result["flip_correct"] = flip_correct
+        return result

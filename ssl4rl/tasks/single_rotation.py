@@ -1,0 +1,84 @@
+"""Single rotation: by which counter-clockwise angle was this one image turned? No reference copy.
+
+The same views as rotation's second image (rotation.py: exact transposes for right angles, a common
+inner crop for other angles), without the untouched original beside it, so the model must judge the
+upright orientation from the content alone.
+
+Without a reference the view's shape leaks the angle: most photographs are landscape, so a portrait
+view says "90 or 270". `square=True` (default) first cuts the centred square of the source (side
+min(W, H)), so every right-angle view has the same size. Every view is derived, none is the source
+passed through: an angle-0 view kept as the original JPEG bytes would differ in encoding from the
+re-encoded rotated views and so give 0 away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..images import LoadedImage, pixel_digest
+from .base import Example, Plan, knob, register_task
+from .rotation import RotationTask
+
+
+def centre_square_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the centred min(W, H) square (odd margins: the extra pixel is on
+    the right / bottom)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+@register_task("single_rotation")
+class SingleRotationTask(RotationTask):
+    summary = "One image rotated counter-clockwise by k*granularity degrees (no reference); answer the angle."
+
+    @dataclass
+    class Knobs(RotationTask.Knobs):
+        square: bool = knob(
+            True, "cut the centred square first so the view's shape cannot tell 90/270 from 0/180"
+        )
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.knobs.square, bool):
+            raise ValueError(f"single_rotation square must be true or false, got {self.knobs.square!r}")
+
+    def generate(
+        self,
+        source: LoadedImage,
+        rng: np.random.Generator,
+        plan: Plan,
+        load: Callable[[int], LoadedImage],
+    ) -> Example:
+        image = source.image
+        square_box = None
+        if self.knobs.square:
+            square_box = centre_square_box(image.width, image.height)
+            if square_box != (0, 0, image.width, image.height):
+                image = image.crop(square_box)
+                source = dataclasses.replace(source, image=image, digest=pixel_digest(image), raw=None)
+        # Rotation's own size checks, angle draw and rotated view; its first view (the reference) is dropped.
+        pair = super().generate(source, rng, plan, load)
+        label = dict(pair.label)
+        if square_box is not None:
+            label["square"] = list(square_box)
+        return Example(images=[pair.images[1]], answer=pair.answer, label=label)
+
+    def question(self, example: Example) -> str:
+        choices = ", ".join(self.answer_space())
+        cropped = ""
+        if self.oblique_angles:
+            cropped = (
+                " For angles that are not multiples of 90 degrees, the rotated picture is cropped to its "
+                "central part so that no empty corners are visible."
+            )
+        return (
+            "The image is a picture rotated counter-clockwise by one of these angles: "
+            f"{choices} degrees (0 means it is shown upright).{cropped} By how many degrees "
+            "counter-clockwise was the upright picture rotated to obtain this image? Answer with exactly "
+            f"one of: {choices}."
+        )
