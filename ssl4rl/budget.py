@@ -3,6 +3,10 @@
 Qwen2-VL/2.5-VL resize each image to multiples of 28 px (14 px patches merged 2x2) within
 [min_pixels, max_pixels]; an image then costs (h/28)*(w/28) `<|image_pad|>` tokens plus its
 `<|vision_start|>`/`<|vision_end|>` pair. This mirrors `transformers`' `smart_resize` without importing it.
+
+verl resizes every image twice: `qwen_vl_utils.fetch_image` first (its own default limits), then the
+processor (its limits). The estimate models both; with the Qwen2.5-VL-3B processor's limits (the same
+as qwen_vl_utils' defaults) the first resize changes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ FACTOR = 28
 DEFAULT_MIN_PIXELS = 56 * 56  # Qwen2-VL image processor defaults
 DEFAULT_MAX_PIXELS = 28 * 28 * 1280
 TOKENS_AROUND_EACH_IMAGE = 2  # <|vision_start|> and <|vision_end|>
+FETCH_MIN_PIXELS = 4 * FACTOR * FACTOR  # qwen_vl_utils' defaults, applied by verl before the processor
+FETCH_MAX_PIXELS = 16384 * FACTOR * FACTOR
 
 
 def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR):
@@ -38,8 +44,13 @@ class TokenBudget:
 
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
+    fetch_resize: bool = (
+        True  # model verl's qwen_vl_utils resize before the processor's (False: processor only)
+    )
 
     def image_pad_tokens(self, width: int, height: int) -> int:
+        if self.fetch_resize:
+            height, width = smart_resize(height, width, FETCH_MIN_PIXELS, FETCH_MAX_PIXELS)
         h_bar, w_bar = smart_resize(height, width, self.min_pixels, self.max_pixels)
         return (h_bar // FACTOR) * (w_bar // FACTOR)
 

@@ -15,6 +15,27 @@ def test_matches_transformers_smart_resize(width, height, limits):
 
     min_pixels, max_pixels = limits
     h_bar, w_bar = smart_resize(height, width, factor=FACTOR, min_pixels=min_pixels, max_pixels=max_pixels)
+    budget = TokenBudget(min_pixels=min_pixels, max_pixels=max_pixels, fetch_resize=False)
+    assert budget.image_pad_tokens(width, height) == (h_bar // FACTOR) * (w_bar // FACTOR)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(28, 1500),
+    st.integers(28, 1500),
+    st.sampled_from([(784, 3136), (3136, 12845056), (784, 50176)]),
+)
+def test_matches_verls_two_resizes(width, height, limits):
+    """verl: qwen_vl_utils.fetch_image (its default limits), then the processor's smart_resize."""
+    from PIL import Image
+    from qwen_vl_utils import fetch_image
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    min_pixels, max_pixels = limits
+    fetched = fetch_image({"image": Image.new("RGB", (width, height))})
+    h_bar, w_bar = smart_resize(
+        fetched.height, fetched.width, factor=FACTOR, min_pixels=min_pixels, max_pixels=max_pixels
+    )
     budget = TokenBudget(min_pixels=min_pixels, max_pixels=max_pixels)
     assert budget.image_pad_tokens(width, height) == (h_bar // FACTOR) * (w_bar // FACTOR)
 

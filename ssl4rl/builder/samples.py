@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,7 @@ class SampleFactory:
             if scale == 1.0 and i in example.unchanged and source.raw is not None:
                 encoded.append(source.raw)  # the untouched source passes through: no re-encoding artifacts
             else:
-                encoded.append(encode_image(view, self.config.encoding))
+                encoded.append(self.encode_view(view))
         partner_keys = [self.source.key(i) for i in example.sources]
         return {
             "images": [{"bytes": data, "path": None} for data in encoded],
@@ -107,6 +108,10 @@ class SampleFactory:
             "image_tokens": self.budget.image_tokens([view.size for view in views]),
             "scale": scale,
         }
+
+    def encode_view(self, view: Image.Image):
+        """A derived view as stored in the row (on-the-fly datasets may keep the PIL image instead)."""
+        return encode_image(view, self.config.encoding)
 
     def text_tokens(self, query: str, n_images: int) -> int:
         """Prompt tokens other than the images' (markers included in the image count)."""
@@ -136,7 +141,7 @@ class SampleFactory:
         ids = self._tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True
         )
-        if isinstance(ids, dict):
+        if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding: a Mapping, not a dict
             ids = ids["input_ids"]
         # Each image renders as <|vision_start|><|image_pad|><|vision_end|>: counted by the image budget.
         return len(ids) - 3 * n_images
