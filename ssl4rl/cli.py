@@ -17,6 +17,7 @@ COMMANDS = {
     "build": ("ssl4rl.commands.build", "build an SSL dataset (sharded parquet) from an image source"),
     "preview": ("ssl4rl.commands.preview", "render a contact sheet of built samples"),
     "preprocess": ("ssl4rl.commands.preprocess", "convert built SSL datasets into verl RL parquet"),
+    "mix": ("ssl4rl.commands.mix", "mix several tasks' verl parquet into one weighted training set"),
     "train": ("ssl4rl.commands.train", "GRPO training: verl recipes or the local TRL backend"),
     "merge": ("ssl4rl.commands.merge", "merge a verl FSDP checkpoint into a Hugging Face model"),
     "tiny-model": (

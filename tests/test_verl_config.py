@@ -20,12 +20,14 @@ pytest.importorskip("verl")
 pytest.importorskip("hydra")
 
 from ssl4rl.cli import main  # noqa: E402
+from ssl4rl.commands.mix import load_mixes  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
 from ssl4rl.integrations import verl_launch as vl  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUTS = [vl.Layout(1, 1), vl.Layout(1, 8), vl.Layout(2, 8)]
 RECIPES = vl.load_recipes()
+MIXES = load_mixes()  # multi-task recipes ({benchmark}_{mix}) besides benchmark x task
 
 
 def composed(launch: vl.Launch):
@@ -41,7 +43,7 @@ def test_recipe_table_covers_the_papers_benchmarks_and_tasks():
     assert expected <= set(RECIPES.names())
     for name in RECIPES.names():
         recipe = RECIPES.get(name)
-        assert recipe.task in TASKS, f"{name}: unknown SSL task {recipe.task}"
+        assert recipe.task in TASKS or recipe.task in MIXES, f"{name}: unknown SSL task {recipe.task}"
         assert recipe.experiment_name == f"ssl4rl_{name}"
         assert recipe.data_dir == f"data/verl/{recipe.benchmark}/{recipe.task}"
 

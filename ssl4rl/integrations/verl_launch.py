@@ -116,7 +116,7 @@ def load_recipes(path: str = RECIPES_FILE) -> Registry[Recipe]:
         table = yaml.safe_load(f)
     recipes: Registry[Recipe] = Registry("recipe")
     for benchmark, bench in table["benchmarks"].items():
-        for task, spec in table["tasks"].items():
+        for task, spec in {**table["tasks"], **(table.get("mixes") or {})}.items():
             name = f"{benchmark}_{task}"
             recipe = Recipe(
                 name=name,
@@ -392,6 +392,11 @@ def check_config(config) -> None:
     problems = layout_problems(config)
     if problems:
         raise UserError(f"the config cannot run on this GPU layout: {problems[0]}")
+    from .verl_filtering import filter_problems  # checks verl leaves to the first finished rollout groups
+
+    problems = filter_problems(config)
+    if problems:
+        raise UserError(f"zero-signal filtering would not work: {problems[0]}")
 
 
 def checkpoint_dir(config) -> str:
