@@ -33,10 +33,9 @@ import pyarrow.parquet as pq
 def write_dataset(out: str, rows: int, side: int) -> int:
     """A `ssl4rl build`-layout dataset of `rows` rotation-style rows; returns its size in bytes."""
     import numpy as np
-    from datasets import Features, List, Value
-    from datasets import Image as ImageFeature
     from PIL import Image
 
+    from ssl4rl.builder.writer import dataset_schema
     from ssl4rl.photos import photo_paths
 
     photos = []
@@ -55,31 +54,12 @@ def write_dataset(out: str, rows: int, side: int) -> int:
         crop.save(buffer, format="PNG", compress_level=1)  # the builder's default encoding
         return buffer.getvalue()
 
-    features = Features(
-        {
-            "images": List(ImageFeature()),
-            "query": Value("string"),
-            "answer": Value("string"),
-            "data_source": Value("string"),
-            "task": Value("string"),
-            "knobs": Value("string"),
-            "label": Value("string"),
-            "split": Value("string"),
-            "sample_index": Value("int64"),
-            "source": Value("string"),
-            "source_index": Value("int64"),
-            "source_key": Value("string"),
-            "partner_keys": List(Value("string")),
-            "image_tokens": Value("int32"),
-            "scale": Value("float32"),
-        }
-    )
     os.makedirs(os.path.join(out, "data"), exist_ok=True)
     path = os.path.join(out, "data", "train-00000.parquet")
     query = (
         "<image><image>By how many degrees counter-clockwise was the first image rotated? 0, 90, 180 or 270."
     )
-    with pq.ParquetWriter(path, features.arrow_schema, compression="zstd") as writer:
+    with pq.ParquetWriter(path, dataset_schema(), compression="zstd") as writer:
         for start in range(0, rows, 64):
             batch = []
             for i in range(start, min(rows, start + 64)):
@@ -102,7 +82,7 @@ def write_dataset(out: str, rows: int, side: int) -> int:
                         "scale": 1.0,
                     }
                 )
-            writer.write_table(pa.Table.from_pylist(batch, schema=features.arrow_schema))
+            writer.write_table(pa.Table.from_pylist(batch, schema=dataset_schema()))
     return os.path.getsize(path)
 
 

@@ -303,6 +303,34 @@ def guess_image_columns(kinds: dict[str, str | None], declared: list[str]) -> li
     ]
 
 
+def choose_image_columns(
+    schema: Any, named: list[str] | None, declared: list[str], adapter: str, where: str
+) -> tuple[list[str], list[str]]:
+    """(image columns, their kinds): the columns the user named, else the ones declared as images
+    (HF `Image` features), else those that look like images; a one-line error when there are none."""
+    kinds = {name: arrow_kind(schema.field(name).type) for name in schema.names}
+    if named:
+        missing = [c for c in named if c not in kinds]
+        if missing:
+            raise UserError(
+                f"{adapter} source: {where} has no column {', '.join(missing)}; its columns: {', '.join(kinds)}"
+            )
+        unusable = [c for c in named if kinds[c] is None]
+        if unusable:
+            raise UserError(
+                f"{adapter} source: column {', '.join(unusable)} of {where} holds no images (bytes, paths or base64)"
+            )
+        columns = list(named)
+    else:
+        columns = guess_image_columns(kinds, [c for c in declared if kinds.get(c)])
+        if not columns:
+            raise UserError(
+                f"{adapter} source: {where} has no image column (columns: {', '.join(kinds)}); "
+                "name one with --source-option image_columns=COLUMN"
+            )
+    return columns, [kinds[c] for c in columns]
+
+
 def scan_column(array: Any, kind: str, known_indices: set[str], skipped: Any) -> list[tuple[int, int]]:
     """(row, k) of every present image in an arrow array (k = -1 for a single-image cell), touching
     validity bitmaps, offsets and short cells only. Absent cells are counted in `skipped`."""

@@ -30,12 +30,11 @@ from ..errors import UserError
 from ._common import (
     LazySource,
     Option,
-    arrow_kind,
     cell_data,
+    choose_image_columns,
     circular_copies,
     empty_source_error,
     find_files,
-    guess_image_columns,
     scan_column,
     select_split_files,
 )
@@ -246,31 +245,9 @@ class HFSource(LazySource):
         return index
 
     def _image_columns(self, dataset: Any, config: str | None) -> tuple[list[str], list[str]]:
-        schema = dataset.data.schema
-        kinds = {name: arrow_kind(schema.field(name).type) for name in schema.names}
-        named = self.options["image_columns"]
         where = f"{self.path!r}" + (f" (config {config})" if config else "")
-        if named:
-            missing = [c for c in named if c not in kinds]
-            if missing:
-                raise UserError(
-                    f"hf source: {where} has no column {', '.join(missing)}; its columns: {', '.join(kinds)}"
-                )
-            unusable = [c for c in named if kinds[c] is None]
-            if unusable:
-                raise UserError(
-                    f"hf source: column {', '.join(unusable)} of {where} holds no images (bytes, paths or base64)"
-                )
-            columns = list(named)
-        else:
-            declared = [c for c in image_feature_columns(dataset.features) if kinds.get(c)]
-            columns = guess_image_columns(kinds, declared)
-            if not columns:
-                raise UserError(
-                    f"hf source: {where} has no image column (columns: {', '.join(kinds)}); "
-                    "name one with --source-option image_columns=COLUMN"
-                )
-        return columns, [kinds[c] for c in columns]
+        declared = image_feature_columns(dataset.features)
+        return choose_image_columns(dataset.data.schema, self.options["image_columns"], declared, "hf", where)
 
     def _usable_rows(self, dataset: Any) -> set[int] | range:
         """Rows left after `keep_if` and circular-copy dedupe (dropped rows are counted)."""

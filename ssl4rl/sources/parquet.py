@@ -27,10 +27,10 @@ from ._common import (
     Option,
     arrow_kind,
     cell_data,
+    choose_image_columns,
     circular_copies,
     empty_source_error,
     find_files,
-    guess_image_columns,
     scan_column,
     select_split_files,
 )
@@ -138,29 +138,8 @@ class ParquetSource(LazySource):
         }
 
     def _image_columns(self, schema: Any, file: str) -> tuple[list[str], list[str]]:
-        kinds = {name: arrow_kind(schema.field(name).type) for name in schema.names}
         named = self.options["image_columns"]
-        if named:
-            missing = [c for c in named if c not in kinds]
-            if missing:
-                raise UserError(
-                    f"parquet source: {file!r} has no column {', '.join(missing)}; its columns: {', '.join(kinds)}"
-                )
-            unusable = [c for c in named if kinds[c] is None]
-            if unusable:
-                raise UserError(
-                    f"parquet source: column {', '.join(unusable)} of {file!r} holds no images (bytes, paths or base64)"
-                )
-            columns = list(named)
-        else:
-            declared = [c for c in hf_image_columns(schema) if kinds.get(c)]
-            columns = guess_image_columns(kinds, declared)
-            if not columns:
-                raise UserError(
-                    f"parquet source: {file!r} has no image column (columns: {', '.join(kinds)}); "
-                    "name one with --source-option image_columns=COLUMN"
-                )
-        return columns, [kinds[c] for c in columns]
+        return choose_image_columns(schema, named, hf_image_columns(schema), "parquet", repr(file))
 
     def _row_table(self, readers: list[Any]) -> tuple[list[str] | None, list[str] | None]:
         """Index-column values (for dedupe and references) and key-column values over all files."""
