@@ -52,7 +52,7 @@ def verl_data(tmp_path_factory, photo_paths):
 def _config(tiny_model, verl_data, out, **overrides) -> tb.TrlGrpoConfig:
     settings = dict(
         model=tiny_model,
-        train_files=[os.path.join(verl_data, "train.parquet")],
+        train_files=[os.path.join(verl_data, "train.parquet")] if verl_data else [],
         output_dir=str(out),
         num_generations=4,
         per_device_train_batch_size=8,
@@ -320,3 +320,35 @@ def test_trains_on_one_cuda_gpu_with_bf16(tiny_model, verl_data, tmp_path):
     )
     assert manifest["device"] == "cuda" and manifest["status"] == "done"
     assert manifest["bf16"] == torch.cuda.is_bf16_supported()
+
+
+def _logged_keys(run_dir) -> set[str]:
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return {key for line in f for key in json.loads(line)}
+
+
+def test_zero_signal_filtering_is_switched_on_from_the_config(tiny_model, verl_data, tmp_path):
+    config = _config(
+        tiny_model, verl_data, tmp_path / "run", max_steps=2, save_steps=0, filter_zero_signal=True
+    )
+    tb.train_grpo(config.validate())
+    assert {"filter/zero_signal_frac", "filter/dropped_groups"} <= _logged_keys(tmp_path / "run")
+    with pytest.raises(UserError, match="--refill-rounds needs --filter-zero-signal"):
+        _config(tiny_model, verl_data, tmp_path / "bad", refill_rounds=1).validate()
+
+
+def test_online_spec_trains_through_the_backend(tiny_model, photo_paths, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    for path in photo_paths[:4]:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((128, 128))
+            image.save(tmp_path / "photos" / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+    spec = tmp_path / "rotation.yaml"
+    spec.write_text(f"task: rotation\nsource: folder\ninput: {tmp_path / 'photos'}\n")
+    config = _config(tiny_model, None, tmp_path / "run", train_files=[str(spec)], max_steps=2, save_steps=0)
+    manifest = tb.train_grpo(config.validate())
+    assert manifest["train_data"]["online"] is True and manifest["status"] == "done"
+    assert any(key.startswith("ssl4rl/rotation/") for key in _logged_keys(tmp_path / "run"))

@@ -129,6 +129,15 @@ class TrlGrpoConfig:
     )
     run_name: str = field(default="", metadata=_meta("run name for wandb"))
     log_completions: bool = field(default=False, metadata=_meta("print sample completions at each log"))
+    filter_zero_signal: bool = field(
+        default=False,
+        metadata=_meta(
+            "drop prompt groups whose rewards are all equal from the loss (DAPO dynamic sampling)"
+        ),
+    )
+    refill_rounds: int = field(
+        default=0, metadata=_meta("extra generation rounds to replace zero-signal groups (needs filtering)")
+    )
 
     def validate(self) -> TrlGrpoConfig:
         if not self.model:
@@ -156,6 +165,10 @@ class TrlGrpoConfig:
             raise UserError(f"--report-to accepts {', '.join(REPORT_TARGETS)} or none; got {unknown}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise UserError("set --max-steps or a positive --num-train-epochs")
+        if self.refill_rounds < 0:
+            raise UserError("--refill-rounds must be 0 or more")
+        if self.refill_rounds and not self.filter_zero_signal:
+            raise UserError("--refill-rounds needs --filter-zero-signal")
         from ..reward import validate_options
 
         self.reward_options = validate_options(self.reward_options)
@@ -163,6 +176,11 @@ class TrlGrpoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def is_online_spec(files: Sequence[str]) -> bool:
+    """Train files that are on-the-fly specs (YAML/JSON) rather than verl parquet."""
+    return bool(files) and all(str(f).lower().endswith((".yaml", ".yml", ".json")) for f in files)
 
 
 # ---- configuration from YAML and the command line -------------------------------------------------
@@ -414,7 +432,10 @@ class PromptLength:
         if type(image_processor).__name__.startswith("Qwen2VL") and size.get("shortest_edge"):
             from ..budget import TokenBudget
 
-            self.budget = TokenBudget(min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
+            # TRL hands images straight to the processor: one resize, not verl's two.
+            self.budget = TokenBudget(
+                min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"], fetch_resize=False
+            )
 
     def __call__(self, prompt: Sequence[Mapping[str, Any]], images: Sequence[Any]) -> int:
         messages = to_trl_messages(prompt)
@@ -696,13 +717,30 @@ def train_grpo(
         raise UserError(
             f"cannot load a processor from {config.model!r}: {str(exc).splitlines()[0]}"
         ) from None
-    train_dataset, train_report = load_rl_dataset(
-        parquet_files(config.train_files),
-        processor,
-        max_prompt_length=config.max_prompt_length,
-        tasks=config.tasks,
-        limit=config.limit,
-    )
+    online_callback = None
+    if is_online_spec(config.train_files):
+        from ..online.trl import online_trl_setup
+        from ..reward import trl_reward_function
+
+        # Fresh samples every epoch, generated from the spec's source images (see docs/online.md).
+        train_dataset, online_reward, online_callback = online_trl_setup(
+            config.train_files,
+            processor,
+            max_prompt_length=config.max_prompt_length,
+            reward_fn=with_group_metrics(trl_reward_function(**config.reward_options)),
+            reward_options=config.reward_options,
+        )
+        train_report = {"online": True, "specs": list(config.train_files), "rows": len(train_dataset)}
+        if reward_funcs is None:
+            reward_funcs = [online_reward]
+    else:
+        train_dataset, train_report = load_rl_dataset(
+            parquet_files(config.train_files),
+            processor,
+            max_prompt_length=config.max_prompt_length,
+            tasks=config.tasks,
+            limit=config.limit,
+        )
     manifest["train_data"] = train_report
     eval_dataset = None
     if config.val_files and config.eval_steps > 0:
@@ -724,14 +762,22 @@ def train_grpo(
     elif callable(reward_funcs):
         reward_funcs = [reward_funcs]
 
-    trainer = GRPOTrainer(
+    trainer_cls, filter_kwargs = GRPOTrainer, {}
+    if config.filter_zero_signal:
+        from .trl_filtering import ZeroSignalFilter, filtering_trainer_class
+
+        trainer_cls = filtering_trainer_class()
+        filter_kwargs["zero_signal_filter"] = ZeroSignalFilter(refill_rounds=config.refill_rounds)
+    extra_callbacks = list(callbacks or []) + ([online_callback] if online_callback else [])
+    trainer = trainer_cls(
         model=config.model,
         reward_funcs=list(reward_funcs),
         args=grpo_arguments(config, cuda=cuda, bf16=bf16),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
-        callbacks=_callbacks(config.output_dir, config.report_to) + list(callbacks or []),
+        callbacks=_callbacks(config.output_dir, config.report_to) + extra_callbacks,
+        **filter_kwargs,
     )
     manifest["status"] = "training"
     write_json(manifest_path, manifest)
