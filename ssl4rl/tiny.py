@@ -1,4 +1,4 @@
-"""A tiny random Qwen2.5-VL (about 0.2M parameters) built offline, for tests and the demo.
+"""A tiny random Qwen2.5-VL (about 0.26M parameters) built offline, for tests and the demo.
 
 It has the real architecture, processor and chat template of Qwen2.5-VL, so everything that
 loads `Qwen/Qwen2.5-VL-3B-Instruct` through `AutoProcessor` / `AutoModelForImageTextToText` loads
@@ -6,16 +6,30 @@ this directory the same way; only the sizes are tiny and the weights random. Ima
 cheap: the image processor resizes every image to between `TINY_MIN_PIXELS` (28x28, 1 image
 token) and `TINY_MAX_PIXELS` (56x56, 4 image tokens), so a 4-patch jigsaw prompt costs at most
 16 image tokens plus markers.
+
+The BPE is trained on the registered tasks' own prompts (so a prompt is ~100 text tokens), and the
+reply vocabulary is small on purpose: the format tags and every multi-character answer of the
+registered tasks (`90`, `top-left`, `positive`, `3 horizontal`, ...) are single tokens, so a reply
+like `<think></think><answer>90</answer>` is 5 tokens.
+
+With `reply_prior=True` the random weights get a short next-token warm-up (`REPLY_PRIOR_STEPS`,
+~20 s on one CPU core) on synthetic chat turns, standing in for the instruction following a
+pretrained VLM brings: a purely random model writes `<answer>...</answer>` with probability ~1e-8 per
+reply, so GRPO would never see a reward. The warm-up replies follow the format only sometimes
+(`REPLY_MIX`) and answer with one of the asked task's answers only half of the time (`ON_TASK_SHARE`),
+picked uniformly: they never depend on the images, so nothing the model gets right beyond guessing,
+and no answer preference, comes from the warm-up.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tempfile
 
-from .answer import FORMAT_INSTRUCTION
+from .answer import ANSWER_CLOSE, ANSWER_OPEN, FORMAT_INSTRUCTION, THINK_CLOSE, THINK_OPEN
 from .errors import require
 
 # One Qwen2.5-VL image token covers a 28x28 area (14 px patches merged 2x2).
@@ -31,7 +45,31 @@ SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-VOCAB_SIZE = 512
+VOCAB_SIZE = 1024
+# Weight init std of the language model. Larger than Qwen's 0.02: at 64 hidden units and 0.02, attention
+# is near uniform and the reply barely depends on the prompt, so no amount of short training teaches
+# the model which question it was asked.
+TEXT_INIT_STD = 0.08
+REPLY_TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
+# Answer spaces up to this size are listed as reply tokens (a 2x2 jigsaw's 24 permutations are not:
+# they are spelled with digit and comma tokens).
+MAX_LISTED_ANSWERS = 16
+
+# The warm-up of `reply_prior=True`: kinds of synthetic replies and their shares.
+#   formatted: <think> 0-2 words </think><answer> A </answer>   (follows the format)
+#   bare:      <answer> A </answer>                              (answer without the think block)
+#   noise:     1-6 reply tokens in random order                  (tags and answers, no structure)
+# A is drawn as `ON_TASK_SHARE` says, never from the images. Bare replies outnumber formatted ones, so
+# greedy decoding before GRPO writes no think block (format rate 0) while sampled groups still contain
+# formatted replies for the format reward to pick out.
+REPLY_MIX = {"formatted": 0.25, "bare": 0.45, "noise": 0.3}
+# Share of answered warm-up replies whose answer is one of the asked task's answers (picked uniformly,
+# never from the images); the others take a random task's answer. So the model starts out half knowing
+# which words each question admits, and nothing about which is right.
+ON_TASK_SHARE = 0.5
+REPLY_PRIOR_STEPS = 150
+WARMUP_LR = 3e-3
+_THINK_WORDS = (" the", " image", " is", " rotated", " first", " second", " patch")
 
 # Qwen2.5-VL's template in spirit: a default system turn, `<|im_start|>role\n...<|im_end|>` turns and
 # `<|vision_start|><|image_pad|><|vision_end|>` for each image item; the processor expands the pad
@@ -74,9 +112,11 @@ _CORPUS = [
 ]
 
 
-def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0) -> str:
+def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0, reply_prior: bool = False) -> str:
     """Write a tiny random Qwen2.5-VL (model, tokenizer, processor, chat template) to `out_dir`.
 
+    `reply_prior`: warm the random weights up on synthetic replies (`REPLY_MIX`, a few seconds on a
+    CPU) so that sampled replies sometimes follow the answer format; see the module docstring.
     Deterministic: the same seed gives byte-identical weights. The directory is written to a
     temporary sibling first and moved into place, so a crash never leaves a half-written model.
     Returns `out_dir`.
@@ -92,6 +132,7 @@ def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0) -> str:
         tokenizer = _build_tokenizer(transformers)
         processor = _build_processor(transformers, tokenizer)
         model = _build_model(torch, transformers, tokenizer, seed)
+        prior = _warm_up_reply_prior(torch, model, tokenizer, seed) if reply_prior else None
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         # generation defaults: sampling stays on so GRPO groups differ; the trainer overrides anyway
@@ -103,6 +144,8 @@ def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0) -> str:
                     "min_pixels": TINY_MIN_PIXELS,
                     "max_pixels": TINY_MAX_PIXELS,
                     "parameters": sum(p.numel() for p in model.parameters()),
+                    "reply_tokens": list(REPLY_TAGS) + reply_answer_tokens(),
+                    "reply_prior": prior,
                 },
                 f,
                 indent=2,
@@ -116,9 +159,56 @@ def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0) -> str:
     return out_dir
 
 
+def reply_answer_tokens() -> list[str]:
+    """Every answer of the registered tasks (default knobs) whose answer space lists at most
+    `MAX_LISTED_ANSWERS` entries, in registry order without repeats."""
+    from .tasks import TASKS
+
+    answers: list[str] = []
+    for name in TASKS.names():
+        space = TASKS.get(name)().answer_space() or []
+        if len(space) <= MAX_LISTED_ANSWERS:
+            answers += [a for a in space if a not in answers]
+    return answers
+
+
+@functools.lru_cache(maxsize=1)
+def task_prompt_pairs(per_task: int = 3) -> tuple[tuple[str, str], ...]:
+    """(task, prompt) for every registered task (image placeholders removed), generated from synthetic
+    noise images: the tiny BPE learns their words (so real prompts stay short) and the reply prior sees
+    each task's question. A task that cannot build from these images contributes nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from .images import LoadedImage, pixel_digest
+    from .tasks import IMAGE_PLACEHOLDER, TASKS
+
+    rng = np.random.default_rng(0)
+    sources = []
+    for _ in range(4):
+        image = Image.fromarray(rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8))
+        sources.append(LoadedImage(image=image, digest=pixel_digest(image)))
+    pairs = []
+    for name in TASKS.names():
+        task = TASKS.get(name)()
+        try:
+            for plan in list(task.plan(len(sources), np.random.default_rng(1)))[:per_task]:
+                example = task.generate(
+                    sources[plan.source], np.random.default_rng(plan.index), plan, sources.__getitem__
+                )
+                pairs.append((name, task.prompt(example).replace(IMAGE_PLACEHOLDER, "")))
+        except Exception:  # any task-specific refusal (too small, needs more sources): its text is optional
+            continue
+    return tuple(pairs)
+
+
+def task_prompts() -> list[str]:
+    return [prompt for _, prompt in task_prompt_pairs()]
+
+
 def _build_tokenizer(transformers):
     tokenizers = require("tokenizers", "torch", "building the tiny tokenizer")
-    from tokenizers import decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
 
     bpe = tokenizers.Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -129,7 +219,7 @@ def _build_tokenizer(transformers):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_CORPUS, trainer=trainer)
+    bpe.train_from_iterator([*_CORPUS, *task_prompts()], trainer=trainer)
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
@@ -139,6 +229,15 @@ def _build_tokenizer(transformers):
         chat_template=CHAT_TEMPLATE,
         model_max_length=32768,
         padding_side="left",
+    )
+    # Not special: TRL and the evaluators decode with skip_special_tokens=True, and the reward must see them.
+    tokenizer.add_tokens([AddedToken(tag, normalized=False, special=False) for tag in REPLY_TAGS])
+    tokenizer.add_tokens(
+        [
+            AddedToken(answer, single_word=True, normalized=False, special=False)
+            for answer in reply_answer_tokens()
+            if answer not in tokenizer.get_vocab()  # single letters and digits already are tokens
+        ]
     )
     # attribute names Qwen2.5-VL's processor looks up on its tokenizer
     tokenizer.image_token = "<|image_pad|>"
@@ -171,6 +270,7 @@ def _build_model(torch, transformers, tokenizer, seed: int):
             intermediate_size=128,
             vocab_size=len(tokenizer),
             max_position_embeddings=4096,
+            initializer_range=TEXT_INIT_STD,
             rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
             bos_token_id=None,  # like Qwen's tokenizer: no BOS token is prepended
             eos_token_id=ids["<|im_end|>"],
@@ -208,3 +308,89 @@ def _build_model(torch, transformers, tokenizer, seed: int):
         top_k=0,
     )
     return model.eval()
+
+
+def _reply_ids(
+    tokenizer, rng, own: list[str], answers_by_task: list[list[str]], noise_ids: list[int]
+) -> list[int]:
+    """Token ids of one synthetic reply (without the end-of-turn token), drawn as `REPLY_MIX` says;
+    the answer is one of `own` (the asked task's answers) with probability `ON_TASK_SHARE`, else one of
+    a random task's."""
+    kinds = list(REPLY_MIX)
+    kind = kinds[rng.choice(len(kinds), p=[REPLY_MIX[k] for k in kinds])]
+    if kind == "noise":
+        return [int(i) for i in rng.choice(noise_ids, size=rng.integers(1, 7))]
+    answers = own if rng.random() < ON_TASK_SHARE else answers_by_task[rng.integers(len(answers_by_task))]
+    answer = f"{ANSWER_OPEN}{answers[rng.integers(len(answers))]}{ANSWER_CLOSE}"
+    if kind == "formatted":
+        words = "".join(rng.choice(_THINK_WORDS, size=rng.integers(0, 3)))
+        answer = f"{THINK_OPEN}{words}{THINK_CLOSE}{answer}"
+    return tokenizer(answer, add_special_tokens=False)["input_ids"]
+
+
+def _warm_up_reply_prior(torch, model, tokenizer, seed: int, steps: int = REPLY_PRIOR_STEPS) -> dict:
+    """Next-token training on chat turns: a task's question (with random tokens standing in for its
+    images) and a reply drawn from `REPLY_MIX`. Returns what was done, for `ssl4rl_tiny.json`."""
+    import numpy as np
+
+    from .tasks import TASKS
+
+    rng = np.random.default_rng([seed, 0x5052494F])  # "PRIO": apart from the weights' stream
+    answers = {}
+    for name in TASKS.names():
+        task = TASKS.get(name)()
+        answers[name] = task.answer_space() or [task.answer_example]
+    answers_by_task = list(answers.values())
+    pairs = [
+        (task, tokenizer(text, add_special_tokens=False)["input_ids"]) for task, text in task_prompt_pairs()
+    ]
+    reply_ids = tokenizer.convert_tokens_to_ids(list(REPLY_TAGS) + reply_answer_tokens())
+    word_ids = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(w))[0] for w in _THINK_WORDS]
+    noise_ids = sorted(set(reply_ids + word_ids))
+    plain_ids = [i for i in range(len(tokenizer)) if i >= len(SPECIAL_TOKENS)]
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    head = tokenizer("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    turn = tokenizer("<|im_end|>\n<|im_start|>assistant\n")
+
+    def example() -> tuple[list[int], list[int]]:
+        task, question = pairs[rng.integers(len(pairs))]
+        prompt = list(head["input_ids"])
+        for _ in range(rng.integers(1, 5)):
+            prompt += [ids["<|vision_start|>"], *rng.choice(plain_ids, size=rng.integers(1, 5)).tolist()]
+            prompt.append(ids["<|vision_end|>"])
+        prompt += question + list(turn["input_ids"])
+        reply = _reply_ids(tokenizer, rng, answers[task], answers_by_task, noise_ids) + [ids["<|im_end|>"]]
+        return prompt + reply, [-100] * len(prompt) + reply
+
+    batch_size, losses = 16, []
+    threads = torch.get_num_threads()
+    # a 0.26M-parameter model only loses time to thread hand-offs (many times over on busy cores)
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP_LR, weight_decay=0.0)
+            model.train()
+            for _ in range(steps):
+                rows = [example() for _ in range(batch_size)]
+                width = max(len(r[0]) for r in rows)
+                # right padding: positions of real tokens stay 0..n-1, padded labels are ignored
+                input_ids = torch.tensor([r[0] + [ids["<|endoftext|>"]] * (width - len(r[0])) for r in rows])
+                labels = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
+                mask = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            model.eval()
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "steps": steps,
+        "batch_size": batch_size,
+        "mix": dict(REPLY_MIX),
+        "on_task_share": ON_TASK_SHARE,
+        "loss_first": round(sum(losses[:10]) / 10, 4),
+        "loss_last": round(sum(losses[-10:]) / 10, 4),
+    }

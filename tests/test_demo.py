@@ -15,29 +15,22 @@ pytestmark = pytest.mark.filterwarnings(
 pytest.importorskip("skimage")
 
 TASKS = ("rotation", "jigsaw", "position", "contrastive")
+STEPS = 32
+ROUNDS = 2
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """The demo's own mechanism (tiny model with its reply prior, the product's reward with the demo's
+    default format weight, the demo's learning rate) at a smaller batch and fewer steps."""
     import contextlib
     import io
 
     from ssl4rl.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    argv = [
-        "demo",
-        "--out",
-        str(out),
-        "--steps",
-        "3",
-        "--rounds",
-        "1",
-        "--image-size",
-        "160",
-        "--tasks",
-        *TASKS,
-    ]
+    argv = ["demo", "--out", str(out), "--steps", str(STEPS), "--rounds", str(ROUNDS), "--image-size", "160"]
+    argv += ["--prompts-per-step", "2", "--num-generations", "8", "--tasks", *TASKS]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(argv)
@@ -49,7 +42,7 @@ def test_demo_runs_and_reports_its_total_time(demo):
     assert code == 0
     assert "total time:" in printed and "[7/7]" in printed
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["tiny"] and manifest["steps"] == 3 and manifest["tasks"] == list(TASKS)
+    assert manifest["tiny"] and manifest["steps"] == STEPS and manifest["tasks"] == list(TASKS)
     assert set(manifest["stage_seconds"]) == {
         "photos",
         "build",
@@ -60,23 +53,42 @@ def test_demo_runs_and_reports_its_total_time(demo):
         "report",
     }
     assert manifest["photos"] >= 9  # real photographs from scikit-image
+    for task in TASKS:
+        assert f"{task}: mean reward " in printed
 
 
-def test_datasets_load_and_hold_out_whole_source_images(demo):
+def test_datasets_load_and_hold_out_whole_photographs_with_usable_sizes(demo):
     import datasets
     import pyarrow.parquet as pq
 
+    from ssl4rl.commands.demo import MIN_PHOTOS_PER_SIDE
+
     out, _, _ = demo
     for task in TASKS:
-        built = datasets.load_dataset(str(out / "ssl" / task / "round0"), split="train")
-        assert len(built) > 0 and set(built["task"]) == {task}
+        for side in ("train", "val"):
+            # `datasets` reads the builder's val-*.parquet as its "validation" split
+            split = {"train": "train", "val": "validation"}[side]
+            built = datasets.load_dataset(str(out / "ssl" / task / f"{side}_round0"), split=split)
+            assert len(built) > 0 and set(built["task"]) == {task}
     train = pq.read_table(out / "verl" / "train.parquet").to_pylist()
     val = pq.read_table(out / "verl" / "val.parquet").to_pylist()
-    assert train and val
-    assert {row["data_source"] for row in train} == {f"ssl4rl/{t}" for t in TASKS}
-    train_photos = {row["extra_info"]["source_key"] for row in train}
-    val_photos = {row["extra_info"]["source_key"] for row in val}
-    assert not train_photos & val_photos
+    assert (
+        {row["data_source"] for row in train}
+        == {row["data_source"] for row in val}
+        == {f"ssl4rl/{t}" for t in TASKS}
+    )
+    # every held-out row comes from the held-out photographs only (contrastive partners included)
+    staged = {side: set(os.listdir(out / "photos" / side)) for side in ("train", "val")}
+    assert len(staged["val"]) >= MIN_PHOTOS_PER_SIDE and not staged["train"] & staged["val"]
+    assert {os.path.basename(row["extra_info"]["source_key"]) for row in val} <= staged["val"]
+    assert {os.path.basename(row["extra_info"]["source_key"]) for row in train} <= staged["train"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    for task in TASKS:
+        counts = manifest["data"][task]
+        # a usable held-out split for every task, contrastive too (the old row-level split kept 1 row)
+        assert counts["val"] >= MIN_PHOTOS_PER_SIDE * ROUNDS, (task, counts)
+        assert counts["train"] > counts["val"]
+        assert sum(row["data_source"] == f"ssl4rl/{task}" for row in val) == counts["val"]
     for row in train[:3]:
         assert row["prompt"][0]["content"].count("<image>") == len(row["images"])
         assert row["reward_model"]["ground_truth"]
@@ -90,7 +102,7 @@ def test_trained_checkpoint_loads_and_generates(demo):
     out, _, _ = demo
     manifest = json.loads((out / "manifest.json").read_text())
     train_manifest = json.loads((out / "train" / "manifest.json").read_text())
-    assert train_manifest["status"] == "done" and train_manifest["global_step"] == 3
+    assert train_manifest["status"] == "done" and train_manifest["global_step"] == STEPS
     final = manifest["checkpoint"]
     processor = AutoProcessor.from_pretrained(final)
     model = AutoModelForImageTextToText.from_pretrained(final)
@@ -130,6 +142,58 @@ def test_report_files_exist_and_pngs_are_valid(demo):
     for stage in ("before", "after"):
         assert (out / "eval" / stage / "predictions.jsonl").stat().st_size > 0
     assert (out / "train" / "tensorboard").is_dir() and os.listdir(out / "train" / "tensorboard")
+
+
+def test_grpo_with_the_ssl_reward_raises_the_reward(demo):
+    """Fixed seeds: the batch reward of the last quarter of the steps is clearly above the first quarter's,
+    the sampled replies learn the format, and greedy held-out replies follow it after training only."""
+    out, _, _ = demo
+    manifest = json.loads((out / "manifest.json").read_text())
+    train_manifest = json.loads((out / "train" / "manifest.json").read_text())
+    assert train_manifest["config"]["reward_options"] == {"format_weight": 0.2}
+    overall = manifest["reward_overall"]
+    assert overall["reward_last"] > overall["reward_first"] + 0.08, overall
+    curves = manifest["curves"]
+    assert set(curves) == set(TASKS)
+    first = sum(c["format_first"] for c in curves.values()) / len(curves)
+    last = sum(c["format_last"] for c in curves.values()) / len(curves)
+    assert last > first + 0.2, curves
+    before, after = manifest["eval"]["before"], manifest["eval"]["after"]
+    assert sum(after[t]["format"] for t in TASKS) > sum(before[t]["format"] for t in TASKS) + 100, (
+        before,
+        after,
+    )
+
+
+def test_report_states_chance_levels_and_what_the_tiny_model_can_learn(demo):
+    out, _, _ = demo
+    manifest = json.loads((out / "manifest.json").read_text())
+    readme = (out / "report" / "README.md").read_text()
+    chance = manifest["chance"]["train"]
+    # the product's reward scores the guesses: exact match 1/|answers|, plus the format weight
+    assert chance["rotation"]["uniform_acc"] == pytest.approx(0.25)
+    assert chance["contrastive"]["uniform_acc"] == pytest.approx(0.5)
+    assert chance["rotation"]["uniform_reward"] == pytest.approx(0.2 + 0.8 * 0.25)
+    assert chance["jigsaw"]["uniform_reward"] == pytest.approx(0.2 + 0.8 * 0.25)  # paper: 1/4 positions
+    for task in TASKS:
+        assert chance[task]["best_acc"] >= chance[task]["uniform_acc"]
+    assert "cannot learn to see" in readme and "Qwen/Qwen2.5-VL-3B-Instruct" in readme
+    assert "format_weight=0.2" in readme and "learning rate 0.002" in readme
+    assert "held out" in readme and f"steps {STEPS - STEPS // 4 + 1}-{STEPS}" in readme
+
+
+def test_photo_split_keeps_scenes_together_and_both_sides_usable():
+    from ssl4rl.commands.demo import MIN_PHOTOS_PER_SIDE, split_photos
+
+    paths = [f"/p/{name}.png" for name in "abcdefghij"] + ["/p/moto_left.png", "/p/moto_right.png"]
+    split = split_photos(paths, 0.3, seed=0)
+    assert sorted(split["train"] + split["val"]) == sorted(paths)
+    assert len(split["val"]) >= MIN_PHOTOS_PER_SIDE and len(split["train"]) >= MIN_PHOTOS_PER_SIDE
+    assert ("/p/moto_left.png" in split["val"]) == ("/p/moto_right.png" in split["val"])
+    assert split_photos(paths, 0.3, seed=0) == split
+    assert any(split_photos(paths, 0.3, seed=s) != split for s in range(1, 5))
+    small = split_photos(paths[:6], 0.1, seed=0)
+    assert len(small["val"]) == len(small["train"]) == MIN_PHOTOS_PER_SIDE
 
 
 def test_existing_outputs_are_not_replaced_without_overwrite(demo, capsys):

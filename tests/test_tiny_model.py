@@ -62,6 +62,26 @@ def test_loads_with_auto_classes_and_generates_for_two_images(tiny_dir, photos):
     assert isinstance(processor.decode(new_tokens, skip_special_tokens=True), str)
 
 
+def test_format_tags_and_task_answers_are_single_tokens_that_decoding_keeps(tiny_dir):
+    from transformers import AutoProcessor
+
+    from ssl4rl.tiny import REPLY_TAGS, reply_answer_tokens
+
+    tokenizer = AutoProcessor.from_pretrained(tiny_dir).tokenizer
+    answers = reply_answer_tokens()
+    assert {"0", "90", "180", "270", "top-left", "bottom-right", "positive", "negative"} <= set(answers)
+    for token in (*REPLY_TAGS, *answers):
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+    reply = "<think></think><answer>bottom-right</answer>"
+    ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    assert len(ids) == 5
+    # TRL and the evaluators decode with skip_special_tokens=True: the tags must survive it
+    assert tokenizer.decode(ids, skip_special_tokens=True) == reply
+    # answer tokens match whole words only: "1990" is not split around an added "90"
+    assert "90" not in tokenizer.tokenize("1990 positives")
+    assert "positive" not in tokenizer.tokenize("1990 positives")
+
+
 def test_same_seed_same_weights_other_seed_differs(tiny_dir, tmp_path):
     from ssl4rl.tiny import build_tiny_qwen2_5_vl
 

@@ -8,20 +8,31 @@ import os
 
 from ..errors import UserError
 
-DESCRIPTION = """Write a tiny random Qwen2.5-VL (about 0.2M parameters) to OUT.
+DESCRIPTION = """Write a tiny random Qwen2.5-VL (about 0.26M parameters) to OUT.
 
 It loads with AutoProcessor / AutoModelForImageTextToText exactly like Qwen/Qwen2.5-VL-3B-Instruct,
 so every ssl4rl command that takes --model accepts it. Its image processor keeps images cheap
-(28x28 to 56x56 pixels, 1 to 4 image tokens). Weights are random: use it to check plumbing, not results.
+(28x28 to 56x56 pixels, 1 to 4 image tokens), and the answer format tags and the tasks' answers are
+single tokens. Weights are random: use it to check plumbing, not results.
 
-example:
+--reply-prior warms the random weights up for a few seconds on synthetic replies (some in the
+<think></think><answer>...</answer> format, answers drawn from all tasks at random, ignoring the
+prompt), so GRPO gets reward variance to learn from: `ssl4rl demo` uses it.
+
+examples:
   ssl4rl tiny-model /tmp/tiny-qwen --seed 0
+  ssl4rl tiny-model /tmp/tiny-qwen-prior --reply-prior
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output directory (replaced if it exists and --overwrite is given)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+    parser.add_argument(
+        "--reply-prior",
+        action="store_true",
+        help="warm up on synthetic replies so sampled replies sometimes follow the answer format",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it already exists")
 
 
@@ -32,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out} exists and is not empty; pass --overwrite to replace it")
     if os.path.isfile(args.out):
         raise UserError(f"{args.out} is a file; give a directory path")
-    out = build_tiny_qwen2_5_vl(args.out, seed=args.seed)
+    out = build_tiny_qwen2_5_vl(args.out, seed=args.seed, reply_prior=args.reply_prior)
     with open(os.path.join(out, "ssl4rl_tiny.json")) as f:
         info = json.load(f)
     print(f"wrote tiny Qwen2.5-VL ({info['parameters']:,} parameters, seed {args.seed}) to {out}")
