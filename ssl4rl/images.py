@@ -7,6 +7,7 @@ a `SkipSample` with a short reason code that the builder counts in its manifest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass
@@ -34,11 +35,16 @@ class LoadedImage:
     """A decoded source image plus what the builder needs to pass its original bytes through."""
 
     image: Image.Image  # RGB
-    digest: str  # content hash of the decoded pixels: equal photos compare equal
     key: str = ""
     raw: bytes | None = (
         None  # original bytes when they can be emitted unchanged (RGB, upright, JPEG/PNG/WebP)
     )
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Content hash of the decoded pixels: equal photos compare equal. Computed on first use: hashing
+        ~1 MB of pixels costs about a millisecond, and only tasks that compare images need it."""
+        return pixel_digest(self.image)
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ def decode_image(
         raise SkipSample("corrupt", f"{type(exc).__name__}: {exc}") from None
     if min(rgb.size) < min_side:
         raise SkipSample("too_small", f"{rgb.width}x{rgb.height} has a side below {min_side} px")
-    return LoadedImage(image=rgb, digest=pixel_digest(rgb), key=key, raw=raw if passes_through else None)
+    return LoadedImage(image=rgb, key=key, raw=raw if passes_through else None)
 
 
 def encode_image(image: Image.Image, encoding: Encoding = Encoding()) -> bytes:

@@ -180,14 +180,14 @@ def task_prompt_pairs(per_task: int = 3) -> tuple[tuple[str, str], ...]:
     import numpy as np
     from PIL import Image
 
-    from .images import LoadedImage, pixel_digest
+    from .images import LoadedImage
     from .tasks import IMAGE_PLACEHOLDER, TASKS
 
     rng = np.random.default_rng(0)
     sources = []
     for _ in range(4):
         image = Image.fromarray(rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8))
-        sources.append(LoadedImage(image=image, digest=pixel_digest(image)))
+        sources.append(LoadedImage(image=image))
     pairs = []
     for name in TASKS.names():
         task = TASKS.get(name)()

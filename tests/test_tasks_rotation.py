@@ -189,7 +189,7 @@ def test_skip_decision_does_not_depend_on_the_drawn_angle(adversarial_images):
                 generate(get_task("rotation", granularity=45), source, seed)
             assert info.value.reason == "too_small"
     with pytest.raises(SkipSample):
-        generate(get_task("rotation"), LoadedImage(image=Image.new("RGB", (27, 60)), digest=""), 0)
+        generate(get_task("rotation"), LoadedImage(image=Image.new("RGB", (27, 60))), 0)
 
 
 @pytest.mark.parametrize("granularity", [90, 30])

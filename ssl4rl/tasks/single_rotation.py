@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..images import LoadedImage, pixel_digest
+from ..images import LoadedImage
 from .base import Example, Plan, knob, register_task
 from .rotation import RotationTask
 
@@ -60,7 +60,7 @@ class SingleRotationTask(RotationTask):
             square_box = centre_square_box(image.width, image.height)
             if square_box != (0, 0, image.width, image.height):
                 image = image.crop(square_box)
-                source = dataclasses.replace(source, image=image, digest=pixel_digest(image), raw=None)
+                source = dataclasses.replace(source, image=image, raw=None)
         # Rotation's own size checks, angle draw and rotated view; its first view (the reference) is dropped.
         pair = super().generate(source, rng, plan, load)
         label = dict(pair.label)
