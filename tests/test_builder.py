@@ -203,3 +203,16 @@ def test_token_budget_downscales_so_every_prompt_fits(photo_paths, tmp_path):
         text_bound = len(row["query"].replace("<image>", "").encode()) + 64
         assert row["image_tokens"] + text_bound <= 1024
         assert row["scale"] < 1.0 or row["image_tokens"] + text_bound <= 1024
+
+
+def test_outputs_get_ordinary_file_permissions(photo_folder, tmp_path):
+    build(config(photo_folder, tmp_path / "perm"))
+    expected = 0o666 & ~_umask()
+    for path in [*glob.glob(f"{tmp_path}/perm/data/*.parquet"), str(tmp_path / "perm" / "manifest.json")]:
+        assert os.stat(path).st_mode & 0o777 == expected
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
