@@ -137,12 +137,10 @@ def _run_ssl(args: argparse.Namespace) -> int:
 
     if not args.model:
         raise UserError("--model is required (a model directory or Hugging Face id)")
-    options = {}
-    for item in args.reward_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--reward-option {item!r}: expected KEY=VALUE")
-        options[key.strip()] = value.strip()
+    from .build import parse_key_values
+
+    pairs = parse_key_values(args.reward_option, "--reward-option")
+    options = {key.strip(): value.strip() for key, value in pairs.items()}
     if options:
         from ..reward import validate_options
 
