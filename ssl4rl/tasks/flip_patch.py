@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 from ..answer import normalize
-from ..images import MIN_SIDE, LoadedImage, SkipSample
+from ..images import LoadedImage, SkipSample
 from .base import Example, Plan, SSLTask, combine, knob, register_task
-from .jigsaw import grid_name, parse_grid
+from .jigsaw import grid_boxes, grid_name, parse_grid
 
 HORIZONTAL, VERTICAL = "horizontal", "vertical"
 FLIP_CHOICES = (HORIZONTAL, VERTICAL, "both")
@@ -110,15 +110,6 @@ class FlipPatchTask(SSLTask):
     def answer_space(self) -> list[str]:
         return [f"{k} {d}" for k in range(1, self.n_patches + 1) for d in self.directions]
 
-    def patch_boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
-        """(left, top, right, bottom) of each patch in reading order."""
-        patch_w, patch_h = width // self.cols, height // self.rows
-        return [
-            (c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)
-            for r in range(self.rows)
-            for c in range(self.cols)
-        ]
-
     def invisible_flip(self, patch: np.ndarray) -> str | None:
         """Why this patch cannot carry an answerable flip, or None when every allowed answer shows."""
         change = self.knobs.min_change
@@ -139,15 +130,8 @@ class FlipPatchTask(SSLTask):
         load: Callable[[int], LoadedImage],
     ) -> Example:
         image = source.image
-        patch_w, patch_h = image.width // self.cols, image.height // self.rows
-        if min(patch_w, patch_h) < MIN_SIDE:
-            raise SkipSample(
-                "too_small",
-                f"{image.width}x{image.height} cut {self.rows}x{self.cols} gives {patch_w}x{patch_h} "
-                f"patches (below {MIN_SIDE} px)",
-            )
+        patch_w, patch_h, boxes = grid_boxes(image.width, image.height, self.rows, self.cols)
         pixels = np.asarray(image)[: self.rows * patch_h, : self.cols * patch_w]
-        boxes = self.patch_boxes(image.width, image.height)
         for number, (left, top, right, bottom) in enumerate(boxes, start=1):
             reason = self.invisible_flip(pixels[top:bottom, left:right])
             if reason:

@@ -94,6 +94,25 @@ def jigsaw_scores(predicted: list[int | None] | None, truth: list[int | None] | 
     return {"exact": float(predicted == truth), "valid": float(valid), "partial": partial}
 
 
+def grid_boxes(
+    width: int, height: int, rows: int, cols: int
+) -> tuple[int, int, list[tuple[int, int, int, int]]]:
+    """(patch width, patch height, boxes) of a floor-divided rows x cols grid, boxes as (left, top, right,
+    bottom) in reading order (the right/bottom remainder is dropped); SkipSample if a patch is below 28 px."""
+    patch_w, patch_h = width // cols, height // rows
+    if min(patch_w, patch_h) < MIN_SIDE:
+        raise SkipSample(
+            "too_small",
+            f"{width}x{height} cut {rows}x{cols} gives {patch_w}x{patch_h} patches (below {MIN_SIDE} px)",
+        )
+    boxes = [
+        (c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    return patch_w, patch_h, boxes
+
+
 @register_task("jigsaw")
 class JigsawTask(SSLTask):
     summary = "The grid patches of an image in shuffled order; answer where each one belongs."
@@ -137,18 +156,7 @@ class JigsawTask(SSLTask):
         load: Callable[[int], LoadedImage],
     ) -> Example:
         image = source.image
-        patch_w, patch_h = image.width // self.cols, image.height // self.rows
-        if min(patch_w, patch_h) < MIN_SIDE:
-            raise SkipSample(
-                "too_small",
-                f"{image.width}x{image.height} cut {self.rows}x{self.cols} gives {patch_w}x{patch_h} "
-                f"patches (below {MIN_SIDE} px)",
-            )
-        boxes = [
-            (c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)
-            for r in range(self.rows)
-            for c in range(self.cols)
-        ]
+        patch_w, patch_h, boxes = grid_boxes(image.width, image.height, self.rows, self.cols)
         permutation = [int(p) for p in rng.permutation(self.n_patches)]  # shown index -> original
         return Example(
             images=[image.crop(boxes[original]) for original in permutation],
