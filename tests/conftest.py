@@ -50,3 +50,12 @@ def mmbench_sample() -> str:
     if not os.path.exists(MMBENCH_SAMPLE):
         pytest.skip("shared MMBench excerpt not found beside the checkout")
     return MMBENCH_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """The tiny offline Qwen2.5-VL (seed 0), built once per session; tests only read it."""
+    pytest.importorskip("torchvision", reason="the Qwen2.5-VL processor needs torchvision")
+    from ssl4rl.tiny import build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "qwen"), seed=0)

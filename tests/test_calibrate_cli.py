@@ -19,13 +19,6 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "model"))
-
-
-@pytest.fixture(scope="module")
 def small_photos(tmp_path_factory, photo_paths):
     """The bundled photographs at about 160 px: real content, cheap to rotate and encode."""
     root = tmp_path_factory.mktemp("photos")

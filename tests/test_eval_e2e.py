@@ -14,13 +14,6 @@ pytest.importorskip("transformers")
 SMALL_IMAGES = ["--min-pixels", "784", "--max-pixels", "3136"]  # 1-4 image tokens: fast on CPU
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "qwen"))
-
-
 def test_tiny_model_on_the_mmbench_excerpt(tiny_model, mmbench_sample, tmp_path, capsys):
     out = tmp_path / "run"
     args = [

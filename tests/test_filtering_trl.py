@@ -136,15 +136,6 @@ def test_merge_replaces_whole_groups_and_repads_every_field():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    pytest.importorskip("trl")
-    pytest.importorskip("torchvision")
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
-
-
-@pytest.fixture(scope="module")
 def mixed_data(tmp_path_factory, photo_paths):
     """Rotation and position built from real photographs, preprocessed per task, then mixed 3:1 by `ssl4rl mix`."""
     from PIL import Image

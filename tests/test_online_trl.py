@@ -20,13 +20,6 @@ from ssl4rl.online import load_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "qwen"))
-
-
-@pytest.fixture(scope="module")
 def spec_dir(tmp_path_factory, photo_paths):
     root = tmp_path_factory.mktemp("online_trl")
     (root / "photos").mkdir()

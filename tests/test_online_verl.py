@@ -32,13 +32,6 @@ LAYOUT = [
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "qwen"))
-
-
-@pytest.fixture(scope="module")
 def specs(tmp_path_factory, photo_paths) -> dict[str, str]:
     root = tmp_path_factory.mktemp("online_specs")
     (root / "photos").mkdir()

@@ -18,13 +18,6 @@ from ssl4rl.integrations import trl_backend as tb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "model"), seed=0)
-
-
-@pytest.fixture(scope="module")
 def verl_data(tmp_path_factory, photo_paths):
     """Two SSL tasks built from real photographs (downscaled to 160 px for speed), converted by `ssl4rl preprocess`."""
     from PIL import Image

@@ -30,13 +30,6 @@ QWEN25VL_MIN_PIXELS, QWEN25VL_MAX_PIXELS = 3136, 12845056  # Qwen2.5-VL-3B-Instr
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    from ssl4rl.tiny import build_tiny_qwen2_5_vl
-
-    return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "qwen"))
-
-
-@pytest.fixture(scope="module")
 def processor(tiny_model):
     from transformers import AutoProcessor
 
