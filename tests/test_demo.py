@@ -97,7 +97,7 @@ def test_datasets_load_and_hold_out_whole_photographs_with_usable_sizes(demo):
 def test_trained_checkpoint_loads_and_generates(demo):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from ssl4rl.integrations.trl_backend import decode_image, to_trl_messages
+    from ssl4rl.rl_row import decode_image_cell, to_content_blocks
 
     out, _, _ = demo
     manifest = json.loads((out / "manifest.json").read_text())
@@ -110,9 +110,9 @@ def test_trained_checkpoint_loads_and_generates(demo):
 
     row = pq.read_table(out / "verl" / "val.parquet").slice(0, 1).to_pylist()[0]
     text = processor.apply_chat_template(
-        to_trl_messages(row["prompt"]), add_generation_prompt=True, tokenize=False
+        to_content_blocks(row["prompt"]), add_generation_prompt=True, tokenize=False
     )
-    inputs = processor(text=[text], images=[decode_image(i) for i in row["images"]], return_tensors="pt")
+    inputs = processor(text=[text], images=[decode_image_cell(i) for i in row["images"]], return_tensors="pt")
     output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert output.shape[1] > inputs["input_ids"].shape[1]
 

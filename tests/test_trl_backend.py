@@ -13,6 +13,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning"
 )  # numpy copy= notice inside transformers
 
+from ssl4rl import rl_row  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
 from ssl4rl.integrations import trl_backend as tb  # noqa: E402
 
@@ -169,7 +170,7 @@ def test_grpo_learns_a_reachable_reward_and_not_with_zero_learning_rate(
 
 def test_verl_prompts_become_trl_multimodal_messages():
     messages = [{"role": "user", "content": "<image><image>Which one? <image> last"}]
-    converted = tb.to_trl_messages(messages)
+    converted = rl_row.to_content_blocks(messages)
     assert converted == [
         {
             "role": "user",
@@ -182,7 +183,7 @@ def test_verl_prompts_become_trl_multimodal_messages():
             ],
         }
     ]
-    assert tb.count_placeholders(messages) == tb.count_placeholders(converted) == 3
+    assert rl_row.count_placeholders(messages) == rl_row.count_placeholders(converted) == 3
     assert messages[0]["content"].startswith("<image>")  # input left untouched
 
 
@@ -209,10 +210,10 @@ def test_dataset_loading_skips_and_counts_unusable_rows(tiny_model, verl_data, t
     _, report = tb.load_rl_dataset([str(bad)], processor, max_prompt_length=20)
     assert report["rows_kept"] == 0 and report["skipped"]["prompt_too_long"] == len(rows) - 2
     # the prompt length matches what the processor really produces
-    length = tb.PromptLength(processor)(rows[2]["prompt"], rows[2]["images"])
-    messages = tb.to_trl_messages(rows[2]["prompt"])
+    length = rl_row.PromptLength(processor, fetch_resize=False)(rows[2]["prompt"], rows[2]["images"])
+    messages = rl_row.to_content_blocks(rows[2]["prompt"])
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    encoded = processor(text=[text], images=[tb.decode_image(i) for i in rows[2]["images"]])
+    encoded = processor(text=[text], images=[rl_row.decode_image_cell(i) for i in rows[2]["images"]])
     assert length == len(encoded["input_ids"][0])
 
     good = os.path.join(verl_data, "train.parquet")

@@ -106,6 +106,10 @@ class SampleFactory:
             "source_key": source.key,
             "partner_keys": partner_keys,
             "image_tokens": self.budget.image_tokens([view.size for view in views]),
+            # what the token budget counted: image tokens + the query's text tokens (exact with --tokenizer,
+            # else the UTF-8 upper bound); `ssl4rl preprocess` carries it to extra_info for `ssl4rl doctor`
+            "prompt_tokens": self.budget.image_tokens([view.size for view in views])
+            + self.text_tokens(query, len(views)),
             "scale": scale,
         }
 

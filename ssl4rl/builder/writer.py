@@ -36,6 +36,7 @@ def dataset_schema() -> pa.Schema:
             "source_key": Value("string"),
             "partner_keys": List(Value("string")),
             "image_tokens": Value("int32"),
+            "prompt_tokens": Value("int32"),
             "scale": Value("float32"),
         }
     )

@@ -577,8 +577,8 @@ def _evaluate_with_reward(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from ..fileio import write_json
-    from ..integrations.trl_backend import decode_image, to_trl_messages
     from ..reward import compute_score
+    from ..rl_row import decode_image_cell, to_content_blocks
 
     processor = AutoProcessor.from_pretrained(model, padding_side="left")
     network = AutoModelForImageTextToText.from_pretrained(model).eval()
@@ -586,10 +586,10 @@ def _evaluate_with_reward(
     records = []
     for row in pq.read_table(data).to_pylist():
         text = processor.apply_chat_template(
-            to_trl_messages(row["prompt"]), add_generation_prompt=True, tokenize=False
+            to_content_blocks(row["prompt"]), add_generation_prompt=True, tokenize=False
         )
         inputs = processor(
-            text=[text], images=[decode_image(i) for i in row["images"]] or None, return_tensors="pt"
+            text=[text], images=[decode_image_cell(i) for i in row["images"]] or None, return_tensors="pt"
         )
         with torch.inference_mode():
             output = network.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if info["image_tokens_over_max_prompt_length"]:
             print(
                 f"  warning: {info['image_tokens_over_max_prompt_length']} {name} rows have more image tokens than "
-                f"--max-prompt-length {config.max_prompt_length}; verl's filter_overlong_prompts will drop them"
+                f"--max-prompt-length {config.max_prompt_length}: with the ssl4rl recipe (filter_overlong_prompts "
+                "off) verl would stop the run on the first one; rebuild with `ssl4rl build --max-prompt-tokens`"
             )
     if manifest["skipped"]:
         print("skipped: " + ", ".join(f"{reason} {count}" for reason, count in manifest["skipped"].items()))

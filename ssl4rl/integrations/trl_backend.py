@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import os
@@ -38,8 +37,8 @@ from typing import Any
 
 from ..errors import UserError, require
 from ..fileio import command_line, package_versions, write_json
+from ..rl_row import PromptLength, count_placeholders, decode_image_cell, to_content_blocks
 
-IMAGE_PLACEHOLDER = "<image>"
 REPORT_TARGETS = ("tensorboard", "wandb")
 
 
@@ -339,113 +338,12 @@ def parquet_files(paths: Sequence[str]) -> list[str]:
     return files
 
 
-def to_trl_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """verl prompt messages (string content with `<image>` placeholders) -> TRL's structured form.
-
-    Each `<image>` becomes an unfilled `{"type": "image"}` block at the same place; TRL fills the blocks
-    with the row's `images` in order (`prepare_multimodal_messages`), so interleaved images keep their
-    positions instead of all being moved before the text.
-    """
-    converted = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            blocks: list[dict[str, Any]] = []
-            for i, text in enumerate(content.split(IMAGE_PLACEHOLDER)):
-                if i:
-                    blocks.append({"type": "image"})
-                if text:
-                    blocks.append({"type": "text", "text": text})
-            content = blocks
-        converted.append({"role": message["role"], "content": content})
-    return converted
-
-
-def count_placeholders(messages: Sequence[Mapping[str, Any]]) -> int:
-    total = 0
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            total += content.count(IMAGE_PLACEHOLDER)
-        elif isinstance(content, list):
-            total += sum(1 for part in content if isinstance(part, Mapping) and part.get("type") == "image")
-    return total
-
-
-def decode_image(item: Any):
-    """A verl image cell ({"bytes", "path"}, bytes, a path or a PIL image) -> RGB PIL image."""
-    from PIL import Image
-
-    if isinstance(item, Image.Image):
-        image = item
-    elif isinstance(item, Mapping) and item.get("bytes"):
-        image = Image.open(io.BytesIO(item["bytes"]))
-    elif isinstance(item, Mapping) and item.get("path"):
-        image = Image.open(item["path"])
-    elif isinstance(item, bytes | bytearray):
-        image = Image.open(io.BytesIO(item))
-    elif isinstance(item, str):
-        image = Image.open(item)
-    else:
-        raise ValueError(f"unsupported image cell of type {type(item).__name__}")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def image_size(item: Any) -> tuple[int, int]:
-    """(width, height) from the image header only, without decoding pixels."""
-    from PIL import Image
-
-    if isinstance(item, Image.Image):
-        return item.size
-    if isinstance(item, Mapping) and item.get("bytes"):
-        with Image.open(io.BytesIO(item["bytes"])) as image:
-            return image.size
-    if isinstance(item, Mapping) and item.get("path"):
-        item = item["path"]
-    if isinstance(item, bytes | bytearray):
-        item = io.BytesIO(item)
-    with Image.open(item) as image:
-        return image.size
-
-
 def _to_trl_batch(batch: dict[str, list]) -> dict[str, list]:
     """On-the-fly transform: structured prompts and decoded images, other columns unchanged."""
     out = dict(batch)
-    out["prompt"] = [to_trl_messages(p) for p in batch["prompt"]]
-    out["images"] = [[decode_image(item) for item in images] for images in batch["images"]]
+    out["prompt"] = [to_content_blocks(p) for p in batch["prompt"]]
+    out["images"] = [[decode_image_cell(item) for item in images] for images in batch["images"]]
     return out
-
-
-class PromptLength:
-    """Prompt tokens of a row as the model sees them: chat-templated text + expanded image tokens.
-
-    For Qwen2-VL-family processors the image tokens come from the resize rule (`ssl4rl.budget`)
-    and only image headers are read; other processors run in full on the row.
-    """
-
-    def __init__(self, processor):
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        image_processor = getattr(processor, "image_processor", None)
-        size = getattr(image_processor, "size", None) or {}
-        self.budget = None
-        if type(image_processor).__name__.startswith("Qwen2VL") and size.get("shortest_edge"):
-            from ..budget import TokenBudget
-
-            # TRL hands images straight to the processor: one resize, not verl's two.
-            self.budget = TokenBudget(
-                min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"], fetch_resize=False
-            )
-
-    def __call__(self, prompt: Sequence[Mapping[str, Any]], images: Sequence[Any]) -> int:
-        messages = to_trl_messages(prompt)
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if self.budget is None:
-            encoded = self.processor(text=[text], images=[decode_image(i) for i in images] or None)
-            return len(encoded["input_ids"][0])
-        text_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        # the template holds one pad token per image; the processor expands it to the image's count
-        return text_tokens + sum(self.budget.image_pad_tokens(*image_size(i)) - 1 for i in images)
 
 
 def _row_problem(prompt, images, length_of, max_prompt_length: int) -> str | None:
@@ -487,7 +385,7 @@ def load_rl_dataset(
         )
     rows_read = len(dataset)
     wanted = {t if "/" in t else f"ssl4rl/{t}" for t in tasks}
-    length_of = PromptLength(processor) if max_prompt_length > 0 else None
+    length_of = PromptLength(processor, fetch_resize=False) if max_prompt_length > 0 else None
     skips: Counter[str] = Counter()
     keep: list[int] = []
     columns = dataset.select_columns(["prompt", "images", "data_source"])

@@ -8,7 +8,7 @@ no pixel is decoded or re-encoded. verl itself is not needed to write the files.
 Row format (what verl 0.9.1's `RLHFDataset` and reward managers read):
 `data_source`, `prompt` = [{"role": "user", "content": query}], `images` = [{"bytes": b, "path": None}],
 `ability`, `reward_model` = {"style": "rule", "ground_truth": answer},
-`extra_info` = {split, index, task, knobs, label, source, source_key, source_index, sample_index}.
+`extra_info` = {split, index, task, knobs, label, source, source_key, source_index, sample_index, prompt_tokens}.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ EXTRA_INFO_TYPE = pa.struct(
         ("source_key", pa.string()),
         ("source_index", pa.int64()),
         ("sample_index", pa.int64()),
+        # prompt tokens as the builder counted them (an upper bound without its --tokenizer); null when the
+        # input does not say (release-layout data). `ssl4rl doctor` reads it when the model is not local.
+        ("prompt_tokens", pa.int64()),
     ]
 )
 VERL_SCHEMA = pa.schema(
@@ -297,7 +300,7 @@ class Batch:
     """One streamed batch in canonical columns, after bad rows were dropped."""
 
     table: pa.Table  # data_source, query, answer, task, knobs, label, split, sample_index, source,
-    # source_key, source_index, image_tokens (nullable), images (list<IMAGE_TYPE>)
+    # source_key, source_index, image_tokens and prompt_tokens (nullable), images (list<IMAGE_TYPE>)
     partner_keys: list[list[str]]
     input_rows: int
     input_bytes: int
@@ -370,6 +373,11 @@ def _canonical(item, file, relative, columns, n, row_offset, skips):
     image_tokens = (
         pc.cast(columns["image_tokens"], pa.int64()) if "image_tokens" in columns else pa.nulls(n, pa.int64())
     )
+    prompt_tokens = (
+        pc.cast(columns["prompt_tokens"], pa.int64())
+        if "prompt_tokens" in columns
+        else pa.nulls(n, pa.int64())
+    )
     images, image_ok = _images_column(columns["images"], os.path.dirname(file.path))
     table = pa.table(
         {
@@ -385,6 +393,7 @@ def _canonical(item, file, relative, columns, n, row_offset, skips):
             "source_key": source_key,
             "source_index": _int_column(columns, "source_index", n, rows),
             "image_tokens": image_tokens,
+            "prompt_tokens": prompt_tokens,
             "images": images,
         }
     )
@@ -542,6 +551,7 @@ def to_verl_table(table: pa.Table, first_index: int, ability: str) -> pa.Table:
         "source_key": table["source_key"],
         "source_index": table["source_index"],
         "sample_index": table["sample_index"],
+        "prompt_tokens": table["prompt_tokens"],
     }
     extra_info = pa.StructArray.from_arrays(
         [_flat(extra[f.name]) for f in EXTRA_INFO_TYPE], fields=list(EXTRA_INFO_TYPE)
@@ -640,7 +650,8 @@ class OutputFile:
                 if t["rows"]
                 else None
             ),
-            # verl's filter_overlong_prompts silently drops these rows (their images alone are too long)
+            # rows whose images alone exceed max_prompt_length: verl's agent loop stops the run on them (the
+            # recipe keeps filter_overlong_prompts off), or its filter drops them when switched on
             "image_tokens_over_max_prompt_length": t["over_max_prompt_length"],
         }
 

@@ -210,24 +210,6 @@ def _image_cell(image: dict[str, Any]):
     return image["bytes"] if isinstance(image["bytes"], Image.Image) else dict(image)
 
 
-def processor_pixel_limits(processor: Any) -> tuple[int | None, int | None]:
-    """(min_pixels, max_pixels) of a Qwen2-VL-style image processor, or (None, None) for other processors."""
-    image_processor = getattr(processor, "image_processor", None)
-    if image_processor is None:
-        return None, None
-    size = getattr(image_processor, "size", None)
-    # transformers 5 keeps the limits in `size` (a SizeDict, not a dict); older versions as attributes
-    low = getattr(size, "shortest_edge", None) or (
-        size.get("shortest_edge") if isinstance(size, dict) else None
-    )
-    high = getattr(size, "longest_edge", None) or (
-        size.get("longest_edge") if isinstance(size, dict) else None
-    )
-    return low or getattr(image_processor, "min_pixels", None), high or getattr(
-        image_processor, "max_pixels", None
-    )
-
-
 def _tokenizer_name(tokenizer: Any) -> str:
     return getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
 
@@ -360,6 +342,7 @@ class OnlineSSLData:
             "source_key": built["source_key"],
             "source_index": built["source_index"],
             "sample_index": built["sample_index"],
+            "prompt_tokens": built["prompt_tokens"],
             "part": part.name,
             "epoch": int(epoch),
             "stage": int(stage),

@@ -20,7 +20,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..curriculum import record_outcome
-from .data import OnlineSSLData, processor_pixel_limits
+from ..rl_row import processor_pixel_limits
+from .data import OnlineSSLData
 from .spec import OnlineSpec, load_spec
 
 
@@ -31,7 +32,7 @@ class OnlineRowsTransform:
         self.online = online
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        from ..integrations.trl_backend import decode_image, to_trl_messages
+        from ..rl_row import decode_image_cell, to_content_blocks
 
         rows: dict[int, dict[str, Any]] = {}
         for index in batch["sample_index"]:
@@ -40,8 +41,8 @@ class OnlineRowsTransform:
         ordered = [rows[index] for index in batch["sample_index"]]
         return {
             "sample_index": list(batch["sample_index"]),
-            "prompt": [to_trl_messages(row["prompt"]) for row in ordered],
-            "images": [[decode_image(image) for image in row["images"]] for row in ordered],
+            "prompt": [to_content_blocks(row["prompt"]) for row in ordered],
+            "images": [[decode_image_cell(image) for image in row["images"]] for row in ordered],
             "data_source": [row["data_source"] for row in ordered],
             "reward_model": [row["reward_model"] for row in ordered],
             "extra_info": [row["extra_info"] for row in ordered],

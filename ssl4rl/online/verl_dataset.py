@@ -22,7 +22,8 @@ from typing import Any
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from ..errors import UserError
-from .data import OnlineSSLData, processor_pixel_limits
+from ..rl_row import processor_pixel_limits
+from .data import OnlineSSLData
 from .spec import is_spec_file, load_spec
 
 
