@@ -10,4 +10,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # PyPI's CUDA builds of torch/torchvision run on CPU; the machine's torch+cpu wheel has no torchvision.
 .venv/bin/python -m pip install -q -c constraints/cpu.txt -e ".[all,demo]"
-.venv/bin/python -c "import torch, torchvision, verl, trl; print('ssl4rl env ready: torch', torch.__version__, 'verl', verl.__version__, 'trl', trl.__version__)"
+.venv/bin/python -c "import torch, torchvision, verl, trl, transfer_queue; print('ssl4rl env ready: torch', torch.__version__, 'verl', verl.__version__, 'trl', trl.__version__)"
