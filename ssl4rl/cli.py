@@ -18,6 +18,7 @@ COMMANDS = {
     "preview": ("ssl4rl.commands.preview", "render a contact sheet of built samples"),
     "preprocess": ("ssl4rl.commands.preprocess", "convert built SSL datasets into verl RL parquet"),
     "mix": ("ssl4rl.commands.mix", "mix several tasks' verl parquet into one weighted training set"),
+    "doctor": ("ssl4rl.commands.doctor", "check a verl launch (stack, GPUs, memory, data) before it runs"),
     "train": ("ssl4rl.commands.train", "GRPO training: verl recipes or the local TRL backend"),
     "merge": ("ssl4rl.commands.merge", "merge a verl FSDP checkpoint into a Hugging Face model"),
     "tiny-model": (

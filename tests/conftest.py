@@ -59,3 +59,14 @@ def tiny_model(tmp_path_factory) -> str:
     from ssl4rl.tiny import build_tiny_qwen2_5_vl
 
     return build_tiny_qwen2_5_vl(str(tmp_path_factory.mktemp("tiny") / "qwen"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory, photo_paths) -> str:
+    """A folder of 8 real photographs as PNGs (longest side 192 px), the input of builds in tests."""
+    folder = tmp_path_factory.mktemp("photos")
+    for path in photo_paths[:8]:
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((192, 192))
+        image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+    return str(folder)

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("verl")
 pytest.importorskip("hydra")
 
+from ssl4rl.backends.verl import launch as vl  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
-from ssl4rl.integrations import verl_launch as vl  # noqa: E402
 from ssl4rl.integrations.verl_filtering import (  # noqa: E402
     EVICTED,
     SURPLUS,
@@ -30,7 +30,7 @@ ONE_NODE = vl.Layout(1, 8)
 
 
 def composed(recipe: str, layout=ONE_NODE, extra=()):
-    launch = vl.build_launch(RECIPES.get(recipe), layout, extra=list(extra))
+    launch = vl.build_launch(RECIPES.get(recipe), layout, extra=list(extra), run=vl.RunOptions(run_id="r"))
     return vl.compose(*vl.parse_command(launch.argv))
 
 
@@ -99,10 +99,10 @@ def test_mix_recipe_validates_with_and_without_filtering_and_dry_run_prints_it(c
         assert config.trainer.experiment_name == "ssl4rl_mmbench_mix"
         assert config.data.train_files[0].endswith("data/verl/mmbench/mix/train.parquet")
     argv = ["train", "--recipe", "seedbench_mix", "--data-dir", str(tmp_path), "--dry-run", "--", FILTER]
-    assert main(argv) == 0
+    assert main(argv) == 1  # the command is printed; the data it names does not exist yet
     out, err = capsys.readouterr()
     printed = shlex.split(out.strip())
-    assert printed[-1] == FILTER and "passes verl's validate_config" in err
+    assert printed[-1] == FILTER and "passes verl's validate_config" in err and "FAIL  data files" in err
     config = vl.compose(*vl.parse_command(printed))
     assert config.algorithm.filter_groups.enable is True
     assert config.data.val_files == [str(tmp_path / "val.parquet")]

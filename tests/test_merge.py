@@ -20,8 +20,8 @@ pytest.importorskip("verl")
 transformers = pytest.importorskip("transformers")
 tiny = pytest.importorskip("ssl4rl.tiny")
 
+from ssl4rl.backends.verl import merge  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
-from ssl4rl.commands import merge  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -189,14 +189,16 @@ def test_processor_files_are_carried_when_the_merger_leaves_them_out(merged, run
     bare = tmp_path / "bare"
     shutil.copytree(merged, bare)
     removed = [
-        n for n in os.listdir(bare) if n.startswith(("tokenizer", "chat_template", "processor_config"))
+        n
+        for n in os.listdir(bare)
+        if n.startswith(("tokenizer", "chat_template", "processor_config", "preprocessor", "video_pre"))
     ]
     for name in removed:
         os.unlink(bare / name)
     with pytest.raises(UserError, match="does not load"):
         merge.check_loads(str(bare), hf_dir)
     copied = merge.carry_processor_files(hf_dir, str(bare))
-    assert sorted(copied) == sorted(removed)
+    assert sorted(copied) == sorted(n for n in removed if os.path.exists(os.path.join(hf_dir, n)))
     assert merge.check_loads(str(bare), hf_dir) == "Qwen2_5_VLProcessor"
     assert merge.carry_processor_files(hf_dir, str(bare)) == []  # never overwrites what OUT has
 
@@ -226,3 +228,122 @@ def test_merge_models_script_calls_ssl4rl_merge():
         ["bash", script, "--help"], capture_output=True, text=True, env=env, check=True
     )
     assert "verl.model_merger merge --backend fsdp" in help_text.stdout
+
+
+# ---- the merged model in an evaluation environment on transformers 4.x ------------------------------------
+
+PROBE = os.path.join(ROOT, "tests", "support", "hf_load_probe.py")
+# transformers 4.x lines (with the packages each needs beside the venv's torch): the newest 4.x, and the
+# oldest whose Qwen2.5-VL config is flat (4.49 - 4.51 crash on 5.x's nested one)
+TRANSFORMERS_4 = {
+    "4.57.6": ["transformers==4.57.6", "huggingface_hub==0.36.2"],
+    "4.51.3": ["transformers==4.51.3", "huggingface_hub==0.36.2", "tokenizers==0.21.4"],
+}
+
+
+def _pypi_reachable() -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _probe(model_dir, site: str | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if site:
+        env["PYTHONPATH"] = site
+    result = subprocess.run(
+        [sys.executable, PROBE, str(model_dir)], capture_output=True, text=True, env=env, timeout=600
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("PROBE ")]
+    assert result.returncode == 0 and lines, (result.stdout + result.stderr)[-3000:]
+    return json.loads(lines[-1][len("PROBE ") :])
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize("version", sorted(TRANSFORMERS_4))
+def test_merged_model_loads_and_generates_the_same_under_transformers_4(merged, version, tmp_path_factory):
+    """What VLMEvalKit does with the merged directory (AutoProcessor, AutoTokenizer,
+    Qwen2_5_VLForConditionalGeneration, chat template, generate), in a transformers 4.x installed beside this
+    environment's torch: the same prompt ids, image grid, pixels and greedy tokens as under 5.x."""
+    if not _pypi_reachable():
+        pytest.skip("PyPI is unreachable: cannot install a transformers 4.x to load the model with")
+    site = tmp_path_factory.mktemp(f"transformers-{version}")
+    install = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-compile",
+        "--target",
+        str(site),
+    ]
+    subprocess.run([*install, *TRANSFORMERS_4[version]], check=True, capture_output=True, timeout=900)
+    reference = _probe(merged)
+    legacy = _probe(merged, str(site))
+    assert reference["version"].startswith("5.") and legacy["version"] == version
+    for key in ("tokenizer_ids", "input_ids", "image_grid_thw", "generated"):
+        assert legacy[key] == reference[key], key
+    assert legacy["pixel_sum"] == pytest.approx(reference["pixel_sum"], rel=1e-6)
+
+
+def test_merge_writes_the_legacy_files_and_5x_still_loads_them(merged):
+    manifest = json.loads((merged / merge.MANIFEST_NAME).read_text())
+    written = set(manifest["legacy_files_for_transformers_4"])
+    assert {
+        "preprocessor_config.json",
+        "chat_template.json",
+        "tokenizer_config.json",
+        "config.json",
+    } <= written
+    config = json.loads((merged / "config.json").read_text())
+    assert "text_config" not in config and config["rope_scaling"]["mrope_section"]  # the Hub's flat layout
+    preprocessor = json.loads((merged / "preprocessor_config.json").read_text())
+    assert (preprocessor["min_pixels"], preprocessor["max_pixels"]) == (
+        tiny.TINY_MIN_PIXELS,
+        tiny.TINY_MAX_PIXELS,
+    )
+    assert (
+        json.loads((merged / "tokenizer_config.json").read_text())["tokenizer_class"] != "TokenizersBackend"
+    )
+
+
+def test_smoke_run_summary_and_merge(run_dir, tmp_path):
+    """What `ssl4rl train --smoke` does after verl's two steps: read the run's metrics.jsonl (verl's file
+    logger) and merge the last checkpoint into RUN_DIR/merged."""
+    from ssl4rl.backends.verl import smoke
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    metrics = run / "metrics.jsonl"
+    lines = [
+        {"step": 1, "data": {smoke.STEP_TIME: 41.5, smoke.THROUGHPUT: 1830.2, smoke.PEAK_ALLOCATED: 30.1}},
+        {
+            "step": 2,
+            "data": {
+                smoke.STEP_TIME: 38.25,
+                smoke.THROUGHPUT: 1992.7,
+                smoke.PEAK_ALLOCATED: 30.4,
+                smoke.PEAK_RESERVED: 33.0,
+                "val-core/ssl4rl/rotation/acc/mean@1": 0.25,
+            },
+        },
+    ]
+    metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = smoke.finish_smoke(str(run), str(metrics), progress=False)
+    text = "\n".join(summary.lines())
+    assert summary.steps == [1, 2] and "step time 38.2 s" in text and "1,993 tokens/s/GPU" in text
+    assert "30.4 GB allocated / 33.0 GB reserved" in text and "ssl4rl/rotation/acc/mean@1 0.250" in text
+    assert (
+        run / "merged" / "model.safetensors"
+    ).is_file() and summary.processor_class == "Qwen2_5_VLProcessor"
+    metrics.write_text(json.dumps({"step": 0, "data": {"val-core/x": 1.0}}) + "\n")
+    with pytest.raises(UserError, match="did not train"):
+        smoke.summarize(str(metrics))

@@ -70,8 +70,8 @@ def specs(tmp_path_factory, photo_paths) -> dict[str, str]:
 
 
 def composed(tiny_model: str, train: str, val: str, *extra: str):
+    from ssl4rl.backends.verl import launch as vl
     from ssl4rl.configs import CONFIG_DIR
-    from ssl4rl.integrations import verl_launch as vl
 
     overrides = [
         *launch_overrides([train], [val]),

@@ -7,7 +7,6 @@ would (same search path, same overrides) and runs `verl.utils.config.validate_co
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import re
 import shlex
@@ -19,10 +18,10 @@ from hypothesis import strategies as st
 pytest.importorskip("verl")
 pytest.importorskip("hydra")
 
+from ssl4rl.backends.verl import launch as vl  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.commands.mix import load_mixes  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
-from ssl4rl.integrations import verl_launch as vl  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUTS = [vl.Layout(1, 1), vl.Layout(1, 8), vl.Layout(2, 8)]
@@ -58,7 +57,7 @@ def test_paper_recipe_values_reach_verls_config():
     assert actor.ppo_micro_batch_size_per_gpu == 10
     assert actor.optim.lr == pytest.approx(1e-6) and actor.optim.lr_scheduler_type == "constant"
     assert (actor.use_kl_loss, actor.kl_loss_coef, actor.kl_loss_type) == (True, 0.01, "low_var_kl")
-    assert actor.entropy_coeff == 0 and actor.strategy == "fsdp"
+    assert actor.entropy_coeff == 0 and actor.strategy == "fsdp2"
     assert (config.data.max_prompt_length, config.data.max_response_length) == (1024, 2048)
     assert config.data.filter_overlong_prompts is False
     assert (rollout.name, rollout.tensor_model_parallel_size, rollout.gpu_memory_utilization) == (
@@ -99,7 +98,8 @@ def test_recipes_compose_and_validate_on_layout(layout):
             layout.gpus_per_node,
         )
         assert config.trainer.experiment_name == f"ssl4rl_{name}"
-        assert not launch.notes, f"the paper's batch shape should need no change on {layout}: {launch.notes}"
+        layout_notes = [n for n in launch.notes if n.startswith(f"{layout} GPUs:")]
+        assert not layout_notes, f"the paper's batch shape should need no change on {layout}: {layout_notes}"
 
 
 @pytest.mark.slow
@@ -112,7 +112,9 @@ def test_full_recipe_matrix_validates(layout):
 @pytest.mark.parametrize("layout", [vl.Layout(1, 3), vl.Layout(3, 8)], ids=str)
 def test_uneven_layouts_get_batch_sizes_that_validate(layout):
     launch = vl.build_launch(RECIPES.get("mmbench_position"), layout)
-    assert launch.notes  # 512 x 5 rollouts do not split over 3 or 24 GPUs as they stand
+    assert any(
+        "GPUs:" in n for n in launch.notes
+    )  # 512 x 5 rollouts do not split over 3 or 24 GPUs as they stand
     config = composed(launch)
     vl.check_config(config)
     samples = config.actor_rollout_ref.actor.ppo_mini_batch_size * 5
@@ -146,10 +148,11 @@ def test_fit_layout_rules():
 def test_dry_run_prints_exactly_the_command_that_composes(capsys, tmp_path):
     data_dir = tmp_path / "data dir, with 'quotes'"
     argv = ["train", "--recipe", "seedbench_position", "--data-dir", str(data_dir), "--gpus-per-node", "1"]
-    argv += ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--dry-run", "--", "trainer.total_epochs=3"]
-    assert main(argv) == 0
+    argv += ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--run-id", "r1", "--checkpoint-root", str(tmp_path)]
+    argv += ["--dry-run", "--", "trainer.total_epochs=3"]
+    assert main(argv) == 1  # printed, but the data it names does not exist yet: the doctor says so
     out, err = capsys.readouterr()
-    assert "passes verl's validate_config on 1x1" in err
+    assert "passes verl's validate_config on 1x1" in err and "FAIL  data files" in err
     printed = shlex.split(out.strip())
     expected = vl.build_launch(
         RECIPES.get("seedbench_position"),
@@ -157,6 +160,7 @@ def test_dry_run_prints_exactly_the_command_that_composes(capsys, tmp_path):
         model="Qwen/Qwen2.5-VL-7B-Instruct",
         data_dir=str(data_dir),
         extra=["trainer.total_epochs=3"],
+        run=vl.RunOptions(checkpoint_root=str(tmp_path), run_id="r1"),
     )
     assert printed == expected.argv
     assert printed[1:3] == ["-m", "verl.trainer.main_ppo"]
@@ -164,6 +168,8 @@ def test_dry_run_prints_exactly_the_command_that_composes(capsys, tmp_path):
     assert config.data.train_files == [str(data_dir / "train.parquet")]  # quoting survives Hydra's grammar
     assert config.trainer.total_epochs == 3 and config.trainer.n_gpus_per_node == 1
     assert config.actor_rollout_ref.model.path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert config.trainer.default_local_dir == str(tmp_path / "ssl4rl" / "ssl4rl_seedbench_position" / "r1")
+    assert config.trainer.resume_mode == "disable"
     keys = [vl.override_key(o) for o in printed[7:]]
     assert len(keys) == len(set(keys))
 
@@ -293,15 +299,17 @@ def test_launcher_dry_run_uses_env_layout(tmp_path):
     assert printed[-1] == "trainer.total_epochs=1"
 
 
-def test_real_launch_refuses_missing_data_then_missing_gpu_stack(tmp_path, capsys):
-    argv = ["train", "--recipe", "mmbench_rotation", "--data-dir", str(tmp_path), "--no-check"]
+def test_real_launch_stops_on_the_doctors_failures(tmp_path, capsys):
+    argv = ["train", "--recipe", "mmbench_rotation", "--data-dir", str(tmp_path), "--gpus-per-node", "1"]
+    argv += ["--checkpoint-root", str(tmp_path / "ckpt")]
     assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"FAIL  data files        not found: {tmp_path}/train.parquet" in err
+    assert "not starting: fix the FAIL lines above" in err
+    assert not (tmp_path / "ckpt").exists()  # nothing was launched
+    # --no-check skips the doctor but still refuses data that is not there
+    assert main([*argv, "--no-check"]) == 2
     assert f"data file {tmp_path}/train.parquet not found" in capsys.readouterr().err
-    (tmp_path / "train.parquet").write_bytes(b"")
-    (tmp_path / "val.parquet").write_bytes(b"")
-    if importlib.util.find_spec("vllm") is None:
-        assert main(argv) == 2
-        assert "scripts/install_gpu.sh" in capsys.readouterr().err
 
 
 def test_overlay_opens_with_the_command_that_runs_it():
@@ -318,10 +326,48 @@ def test_overlay_opens_with_the_command_that_runs_it():
         "--gpus-per-node",
         "8",
     ]
-    block = header[first + 2 : header.index("", first)]  # the lines after "which executes ...:"
+    start = next(i for i in range(first, len(header)) if header[i].startswith("python -m verl"))
+    block = header[start : header.index("", start)]  # the command after "which executes ...:"
     executed = " ".join(line.rstrip("\\") for line in block)
     launch = vl.build_launch(
-        RECIPES.get("mmbench_rotation"), vl.Layout(1, 8), data_dir="DATA_DIR", python="python"
+        RECIPES.get("mmbench_rotation"),
+        vl.Layout(1, 8),
+        data_dir="DATA_DIR",
+        python="python",
+        attn="flash_attention_2",
+        run=vl.RunOptions(run_id="RUN"),
     )
-    expected = [a.replace(os.path.abspath("DATA_DIR"), "DATA_DIR") for a in launch.argv]
+    expected = [
+        a.replace(os.path.abspath("DATA_DIR"), "DATA_DIR").replace(launch.run_dir, "RUN_DIR")
+        for a in launch.argv
+    ]
+    assert launch.run_dir == os.path.abspath("checkpoints/ssl4rl/ssl4rl_mmbench_rotation/RUN")
     assert shlex.split(executed) == [a.replace(vl.CONFIG_DIR, "CONFIG_DIR") for a in expected]
+
+
+def test_smoke_launch_is_two_small_steps_on_one_gpu_that_validate_save_and_merge(tmp_path):
+    launch = vl.build_launch(
+        RECIPES.get("mmbench_rotation"),
+        vl.Layout(2, 8),  # --smoke runs on one GPU whatever the layout given
+        run=vl.RunOptions(checkpoint_root=str(tmp_path), run_id="s"),
+        smoke=True,
+    )
+    config = composed(launch)
+    vl.check_config(config)
+    assert (config.trainer.nnodes, config.trainer.n_gpus_per_node) == (1, 1)
+    assert config.trainer.total_training_steps == 2 and config.trainer.save_freq == 2
+    assert config.trainer.test_freq == 2 and config.data.val_max_samples == 16
+    assert (config.data.train_batch_size, config.actor_rollout_ref.actor.ppo_mini_batch_size) == (8, 8)
+    # the recipe's per-sample settings are kept, so memory per sample is the real run's
+    assert config.actor_rollout_ref.rollout.n == 5 and config.data.max_response_length == 2048
+    assert config.actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu == 10
+    assert config.trainer.experiment_name == "ssl4rl_mmbench_rotation_smoke"
+    assert config.trainer.default_local_dir == str(
+        tmp_path / "ssl4rl" / "ssl4rl_mmbench_rotation_smoke" / "s"
+    )
+    assert "file" in config.trainer.logger  # the metrics --smoke summarizes
+    # a user's own value still wins over the smoke settings
+    mine = vl.build_launch(
+        RECIPES.get("mmbench_rotation"), smoke=True, extra=["trainer.total_training_steps=3"]
+    )
+    assert composed(mine).trainer.total_training_steps == 3

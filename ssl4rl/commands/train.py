@@ -10,23 +10,36 @@ import subprocess
 import sys
 import time
 
+from ..backends.verl.doctor import failed, preflight, report
+from ..backends.verl.launch import METRICS_FILE, get_recipe, load_recipes
+from ..backends.verl.smoke import finish_smoke
 from ..errors import UserError
+from ..fileio import command_line, package_versions, write_json
+from .verl_launch_args import add_launch_arguments, launch_from_args
 
 DESCRIPTION = """GRPO training on SSL data.
 
 --backend verl (default) runs a recipe, one benchmark x SSL task (`--list` shows them), on upstream verl
-0.9.1: it composes the config offline, checks it against verl's own validation for the GPU layout, then
-executes `python -m verl.trainer.main_ppo --config-path <ssl4rl>/configs --config-name ssl4rl_grpo ...`.
---dry-run prints that exact command instead. Anything after `--` (or any KEY=VALUE) is a verl/Hydra
-override and wins over the recipe. Multi-node: see verl/README.md.
+0.9.1. Before starting Ray it runs `ssl4rl doctor`'s checks (stack, trainer imports, CUDA driver, GPUs,
+GPU memory, Ray CPUs, data rows and prompt tokens, checkpoints, disk) and stops on any FAIL; it sets
+what it measured (vLLM's images per prompt, offloading when the GPUs are too small, Ray's CPU count) and
+then executes `python -m verl.trainer.main_ppo --config-path <ssl4rl>/configs --config-name ssl4rl_grpo ...`.
+Each run gets its own directory CHECKPOINT_ROOT/<project>/<experiment>/<run id> (checkpoints, metrics.jsonl,
+tensorboard/, ssl4rl_launch.json); an earlier run is continued only with --resume.
+--smoke is the first command on a new node: 2 steps of 8 prompts on one GPU with validation, a save and a
+merge, then step time, tokens/s and peak GPU memory. --dry-run runs the login-node checks and prints the
+exact command instead. Anything after `--` (or any KEY=VALUE) is a verl/Hydra override and wins over the
+recipe and over every adjustment. Multi-node: see verl/README.md.
 
 --backend trl trains locally with TRL's GRPOTrainer (CPU or one GPU) on the same parquet and reward; its
 options are listed below under "TRL backend".
 
 examples:
   ssl4rl train --list
+  ssl4rl train --recipe mmbench_rotation --model /models/Qwen2.5-VL-3B-Instruct --smoke --gpus-per-node 1
   ssl4rl train --recipe mmbench_rotation --data-dir data/verl/mmbench/rotation --gpus-per-node 8 --dry-run
   ssl4rl train --recipe seedbench_jigsaw --model /models/Qwen2.5-VL-3B-Instruct -- trainer.total_epochs=1
+  ssl4rl train --recipe seedbench_jigsaw --resume            # continue the latest run of this recipe
   ssl4rl train --recipe mmbench_position --nnodes 2 --gpus-per-node 8      # on a running Ray cluster
   ssl4rl train --backend trl --model tiny/ --train-files data/verl/rot/train.parquet --max-steps 20"""
 
@@ -41,32 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list", dest="list_recipes", action="store_true", help="list the verl recipes and exit"
     )
-    parser.add_argument("--recipe", help="recipe name, {benchmark}_{task} (e.g. mmbench_rotation)")
+    add_launch_arguments(parser)
     parser.add_argument(
-        "--model", help="model directory or hub id (verl default: the recipe's, Qwen/Qwen2.5-VL-3B-Instruct)"
+        "--dry-run",
+        action="store_true",
+        help="run the login-node checks and print the verl command instead of running it",
     )
     parser.add_argument(
-        "--data-dir",
-        help="`ssl4rl preprocess --out` directory with train.parquet and val.parquet (verl default: the recipe's)",
-    )
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (default 8, the paper's)")
-    parser.add_argument("--nnodes", type=int, default=1, help="nodes in the Ray cluster (default 1)")
-    parser.add_argument(
-        "--attn",
-        choices=("flash_attention_2", "sdpa"),
-        default="flash_attention_2",
-        help="training attention; sdpa runs without the flash-attn package (slower, padded batches)",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the verl command instead of running it")
-    parser.add_argument(
-        "--no-check", action="store_true", help="skip composing and validating the config first"
+        "--smoke",
+        action="store_true",
+        help="2 steps at a tiny batch on one GPU, validate, save, merge; prints step time, tokens/s, memory",
     )
     parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="verl (Hydra) overrides, e.g. trainer.total_epochs=1",
+        "--no-check", action="store_true", help="skip `ssl4rl doctor`'s checks (and composing the config)"
     )
+    parser.add_argument("--gpu-memory-gb", type=float, help=argparse.SUPPRESS)
     _add_trl_arguments(parser)
 
 
@@ -115,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list_recipes() -> int:
-    from ..integrations.verl_launch import load_recipes
-
     recipes = load_recipes()
     rows = [(r.name, r.data_dir, r.title) for r in (recipes.get(n) for n in recipes.names())]
     width = max(len(name) for name, _, _ in rows)
@@ -144,115 +144,65 @@ def _note(text: str) -> None:
 
 
 def _run_verl(args: argparse.Namespace) -> int:
-    from ..integrations import verl_launch as vl
-
     _reject_trl_options(args)
-    if not args.recipe:
-        raise UserError("--recipe is required with --backend verl (see `ssl4rl train --list`)")
-    recipe = vl.get_recipe(args.recipe)
-    launch = vl.build_launch(
-        recipe,
-        vl.Layout(nnodes=args.nnodes, gpus_per_node=args.gpus_per_node),
-        model=args.model,
-        data_dir=args.data_dir,
-        extra=args.overrides,
-        attn=args.attn,
-    )
+    launch = launch_from_args(args, smoke=args.smoke)
+    if args.no_check:
+        for note in launch.notes:
+            _note(note)
+        if args.dry_run:
+            print(launch.shell())
+            return 0
+        missing = [p for p in launch.data_files if not os.path.exists(p)]
+        if missing and not {"data.train_files", "data.val_files"} & launch.user_keys:
+            raise UserError(
+                f"data file {missing[0]} not found; write it with `ssl4rl preprocess ... --out "
+                f"{os.path.dirname(missing[0])}` or pass --data-dir"
+            )
+        return _execute(launch)
+
+    # The doctor's checks; on a dry run as on a login node (no GPU here, the job runs elsewhere).
+    result = preflight(launch, login=args.dry_run, gpu_memory_gb=args.gpu_memory_gb)
+    launch = result.launch
     for note in launch.notes:
-        _note(f"adjusted for {note}")
-
-    config = None
-    if not args.no_check:
-        if args.dry_run and importlib.util.find_spec("verl") is None:
-            _note("verl is not installed here: printed the command without checking the config")
-        else:
-            config = vl.compose(launch.config_dir, launch.config_name, launch.overrides)
-            vl.check_config(config)
-            _note(f"config composes and passes verl's validate_config on {launch.layout} GPUs")
-
-    missing = _missing_data_files(launch, config)
+        _note(note)
+    print(report(result.checks), file=sys.stderr)
     if args.dry_run:
-        for path in missing:
-            _note(f"warning: data file not found yet: {path}")
         print(launch.shell())
-        return 0
-
-    if missing:
-        raise UserError(
-            f"data file {missing[0]} not found; write it with `ssl4rl preprocess ... --out {os.path.dirname(missing[0])}`"
-            " or pass --data-dir"
-        )
-    _preflight(launch, args.attn)
-    return _execute(launch, config)
-
-
-def _missing_data_files(launch, config) -> list[str]:
-    """Local parquet files the run would read but that do not exist (remote URLs are verl's to fetch)."""
-    if config is not None:
-        paths = []
-        for key in ("train_files", "val_files"):
-            value = config.data[key]
-            paths += [value] if isinstance(value, str) else list(value)
-    elif {"data.train_files", "data.val_files"} & launch.user_keys:
-        return []  # the user replaced them and nothing was composed to read them back
-    else:
-        paths = launch.data_files
-    return [p for p in paths if "://" not in p and not os.path.exists(p)]
+        return 1 if failed(result.checks) else 0
+    if failed(result.checks):
+        raise UserError("not starting: fix the FAIL lines above (`ssl4rl doctor` runs the same checks)")
+    returncode = _execute(launch)
+    if returncode == 0 and launch.smoke:
+        for line in finish_smoke(launch.run_dir, launch.metrics_path).lines():
+            print(line)
+    return returncode
 
 
-def _preflight(launch, attn: str) -> None:
-    """Fail in seconds, not after Ray and vLLM have started, when this machine cannot run the launch."""
-    if importlib.util.find_spec("vllm") is None:
-        raise UserError("verl rollouts need vLLM; install the GPU stack with: bash scripts/install_gpu.sh")
-    if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        raise UserError(
-            "training attention flash_attention_2 needs the flash-attn package (scripts/install_gpu.sh builds it); "
-            "or train with --attn sdpa"
-        )
-    if os.environ.get("RAY_ADDRESS") or launch.layout.nnodes > 1:
-        return  # GPUs live on the cluster's nodes, not necessarily on this one
-    import torch
-
-    local = torch.cuda.device_count()
-    if local == 0:
-        raise UserError("no CUDA GPU here: verl training needs GPUs (--backend trl trains on a CPU)")
-    if local < launch.layout.gpus_per_node:
-        raise UserError(
-            f"this machine has {local} CUDA GPU(s) but the launch asks for {launch.layout.gpus_per_node}; "
-            f"pass --gpus-per-node {local}, or start a Ray cluster and set RAY_ADDRESS (verl/README.md)"
-        )
-
-
-def _execute(launch, config) -> int:
-    from ..fileio import command_line, package_versions, write_json
-
-    manifest_path = None
+def _execute(launch) -> int:
+    manifest_path = os.path.join(launch.run_dir, "ssl4rl_launch.json")
     manifest = {
         "command": command_line(),
         "recipe": launch.recipe.name,
         "layout": {"nnodes": launch.layout.nnodes, "gpus_per_node": launch.layout.gpus_per_node},
+        "run_dir": launch.run_dir,
+        "resumed": launch.resuming,
         "adjustments": launch.notes,
         "verl_command": launch.argv,
-        "versions": package_versions("verl", "vllm", "torch", "transformers", "flash-attn"),
+        "versions": package_versions("verl", "vllm", "torch", "transformers", "flash-attn", "TransferQueue"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",
     }
-    if config is not None:
-        from ..integrations.verl_launch import checkpoint_dir
-
-        manifest_path = os.path.join(checkpoint_dir(config), "ssl4rl_launch.json")
-        write_json(manifest_path, manifest)
-        _note(f"launch manifest: {manifest_path}")
+    write_json(manifest_path, manifest)
+    _note(f"run directory: {launch.run_dir} (launch manifest ssl4rl_launch.json, metrics {METRICS_FILE})")
     print(launch.shell(), flush=True)
     started = time.time()
     try:
         returncode = subprocess.run(launch.argv).returncode
     except KeyboardInterrupt:
         returncode = 130
-    if manifest_path:
-        status = "finished" if returncode == 0 else "interrupted" if returncode == 130 else "failed"
-        manifest.update(status=status, returncode=returncode, seconds=round(time.time() - started, 1))
-        write_json(manifest_path, manifest)
+    status = "finished" if returncode == 0 else "interrupted" if returncode == 130 else "failed"
+    manifest.update(status=status, returncode=returncode, seconds=round(time.time() - started, 1))
+    write_json(manifest_path, manifest)
     return returncode
 
 
@@ -271,8 +221,6 @@ def _run_trl(args: argparse.Namespace) -> int:
         )
     if args.recipe:
         # A recipe names the same preprocessed data for both backends.
-        from ..integrations.verl_launch import get_recipe
-
         recipe = get_recipe(args.recipe)
         data_dir = args.data_dir or recipe.data_dir
         if getattr(args, "train_files", None) is None:

@@ -6,24 +6,32 @@ source replaces an earlier one):
   1. the recipe: data files, experiment name, model, the benchmark's and the task's overrides;
   2. the GPU layout: trainer.nnodes / trainer.n_gpus_per_node, and batch sizes moved to the nearest values the
      layout can split evenly (verl asserts these only once the workers are up, minutes into a run);
-  3. the user's own overrides, which always win.
+  4. the run: a run-unique checkpoint directory (`--resume` picks an existing one), verl's resume mode, and
+     where the metrics JSONL and TensorBoard events go;
+  5. adjustments measured on this machine and data (`with_adjustments`): vLLM's images per prompt, offloading
+     for the GPU memory, Ray's CPU count; and `--smoke`'s tiny batch and two steps (before 2);
+  6. the user's own overrides, which always win.
 `compose()` builds the same config offline with Hydra, and `check_config()` runs verl's `validate_config` plus
 the divisibility checks verl leaves to its workers, so a launch fails in seconds rather than after Ray starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import importlib.util
 import math
 import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..configs import CONFIG_DIR, OVERLAY_NAME, RECIPES_FILE
-from ..errors import UserError, require
-from ..registry import Registry
+from ...configs import CONFIG_DIR, OVERLAY_NAME, RECIPES_FILE
+from ...errors import UserError, require
+from ...registry import Registry
 
 MAIN_MODULE = "verl.trainer.main_ppo"
 
@@ -37,11 +45,37 @@ SP_SIZE = "actor_rollout_ref.actor.ulysses_sequence_parallel_size"
 NNODES = "trainer.nnodes"
 GPUS_PER_NODE = "trainer.n_gpus_per_node"
 
+DEFAULT_LOCAL_DIR = "trainer.default_local_dir"
+RESUME_MODE = "trainer.resume_mode"
+PROJECT_NAME = "trainer.project_name"
+EXPERIMENT_NAME = "trainer.experiment_name"
+RUNTIME_ENV = "+ray_kwargs.ray_init.runtime_env.env_vars"
+METRICS_FILE = "metrics.jsonl"  # verl's `file` logger, one JSON line per step: {"step": N, "data": {...}}
+CHECKPOINT_ROOT = "checkpoints"
+
 # Training attention without the flash-attn package: verl's padding-free path calls flash-attn kernels directly.
 SDPA_OVERRIDES = (
     "++actor_rollout_ref.model.override_config.attn_implementation=sdpa",
     "actor_rollout_ref.model.use_remove_padding=false",
 )
+ATTENTION_CHOICES = ("auto", "flash_attention_2", "sdpa")
+
+# `--smoke`: the first command on a new node. Two real GRPO steps of 8 prompts x the recipe's rollouts on one
+# GPU, with the recipe's sequence lengths and micro-batches (so memory is what the real run needs per sample),
+# validation on 16 rows, a save at step 2 (which `ssl4rl train --smoke` then merges).
+SMOKE_OVERRIDES = (
+    "trainer.nnodes=1",
+    "trainer.n_gpus_per_node=1",
+    "data.train_batch_size=8",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+    "trainer.total_training_steps=2",
+    "trainer.save_freq=2",
+    "trainer.test_freq=2",
+    "trainer.val_before_train=false",
+    "data.val_max_samples=16",
+    "trainer.max_actor_ckpt_to_keep=1",
+)
+SMOKE_SUFFIX = "_smoke"
 
 
 @dataclass(frozen=True)
@@ -73,6 +107,17 @@ class Layout:
         return f"{self.nnodes}x{self.gpus_per_node}"
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run keeps its checkpoints. A fresh run gets its own directory
+    (`ROOT/<project>/<experiment>/<run id>`), so no earlier run is ever resumed by accident; `resume` names
+    the run to continue: `latest`, a run id under the experiment, or a run directory."""
+
+    checkpoint_root: str = CHECKPOINT_ROOT
+    run_id: str | None = None  # default: the launch time, YYYYmmdd-HHMMSS
+    resume: str | None = None
+
+
 @dataclass
 class Launch:
     """One ready-to-run verl command: `argv` is exactly what `ssl4rl train` prints and executes."""
@@ -87,6 +132,12 @@ class Launch:
     # The parquet files the recipe points at (before any user override of data.*_files).
     data_files: list[str] = field(default_factory=list)
     user_keys: frozenset[str] = frozenset()
+    run_dir: str = ""
+    resuming: bool = False
+    attention: str = "flash_attention_2"
+    smoke: bool = False
+    # the groups `overrides` is merged from, kept so adjustments can be added later in their place
+    groups: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def argv(self) -> list[str]:
@@ -101,8 +152,39 @@ class Launch:
             *self.overrides,
         ]
 
+    @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.run_dir, METRICS_FILE)
+
     def shell(self) -> str:
         return shlex.join(self.argv)
+
+    def with_adjustments(self, values: dict[str, object], notes: Sequence[str] = ()) -> Launch:
+        """A copy with measured adjustments (config key -> value) merged below the user's overrides; keys
+        the user set are left alone."""
+        adjustments = [
+            f"{key}={_format_value(value)}" for key, value in values.items() if key not in self.user_keys
+        ]
+        groups = {**self.groups, "adjustments": [*self.groups.get("adjustments", []), *adjustments]}
+        launch = dataclasses.replace(
+            self, groups=groups, overrides=_merged(groups), notes=[*self.notes, *notes]
+        )
+        return launch
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    return str(value) if isinstance(value, int | float) else hydra_value(str(value))
+
+
+GROUP_ORDER = ("recipe", "smoke", "layout", "run", "adjustments", "user")
+
+
+def _merged(groups: dict[str, list[str]]) -> list[str]:
+    return merge_overrides(*(groups.get(name, []) for name in GROUP_ORDER))
 
 
 # ---- recipe table -------------------------------------------------------------------------------------
@@ -236,6 +318,77 @@ def _local_or_hub(path: str) -> str:
     return os.path.abspath(path) if os.path.exists(path) else path
 
 
+def resolve_attention(attn: str) -> tuple[str, str | None]:
+    """`auto` -> flash_attention_2 when the flash-attn package imports here, else sdpa (with a note)."""
+    if attn not in ATTENTION_CHOICES:
+        raise UserError(f"unknown attention implementation {attn!r}: use {', '.join(ATTENTION_CHOICES)}")
+    if attn != "auto":
+        return attn, None
+    if importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2", "attention: flash_attention_2 (flash-attn is installed)"
+    return "sdpa", "attention: sdpa (flash-attn is not installed; --attn flash_attention_2 needs it)"
+
+
+def _override_value(overrides: Sequence[str], key: str) -> str | None:
+    for override in reversed(overrides):
+        if override_key(override) == key and "=" in override:
+            return override.split("=", 1)[1].strip("'\"")
+    return None
+
+
+def _overlay_value(key: str) -> str:
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.select(OmegaConf.load(os.path.join(CONFIG_DIR, f"{OVERLAY_NAME}.yaml")), key))
+
+
+def has_checkpoints(run_dir: str) -> bool:
+    return bool(glob.glob(os.path.join(run_dir, "global_step_*")))
+
+
+def latest_run_dir(experiment_dir: str) -> str | None:
+    """The run under an experiment directory whose newest checkpoint is the most recent."""
+    runs = [d for d in glob.glob(os.path.join(experiment_dir, "*")) if has_checkpoints(d)]
+    if has_checkpoints(experiment_dir):
+        runs.append(experiment_dir)  # a run directory given as the experiment (or verl's own layout)
+    if not runs:
+        return None
+    return max(
+        runs, key=lambda d: max(os.path.getmtime(c) for c in glob.glob(os.path.join(d, "global_step_*")))
+    )
+
+
+def resolve_run_dir(experiment_dir: str, options: RunOptions) -> tuple[str, bool]:
+    """(run directory, resuming) for a launch; refuses a resume with nothing to resume."""
+    if options.resume is None:
+        run_id = options.run_id or time.strftime("%Y%m%d-%H%M%S")
+        return os.path.join(experiment_dir, run_id), False
+    if options.resume == "latest":
+        found = latest_run_dir(experiment_dir)
+        if found is None:
+            raise UserError(f"--resume latest: no checkpoint (global_step_*) under {experiment_dir}")
+        return found, True
+    candidate = (
+        options.resume if os.path.isdir(options.resume) else os.path.join(experiment_dir, options.resume)
+    )
+    if not has_checkpoints(candidate):
+        raise UserError(
+            f"--resume {options.resume}: no checkpoint (global_step_*) in {os.path.abspath(candidate)}"
+        )
+    return os.path.abspath(candidate), True
+
+
+def _run_overrides(run_dir: str, resuming: bool) -> list[str]:
+    # verl's file logger truncates its file when it opens: a resumed run logs to a file of its own.
+    metrics = METRICS_FILE if not resuming else f"metrics-resumed-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    return [
+        f"{DEFAULT_LOCAL_DIR}={hydra_value(run_dir)}",
+        f"{RESUME_MODE}={'auto' if resuming else 'disable'}",
+        f"{RUNTIME_ENV}.VERL_FILE_LOGGER_PATH={hydra_value(os.path.join(run_dir, metrics))}",
+        f"{RUNTIME_ENV}.TENSORBOARD_DIR={hydra_value(os.path.join(run_dir, 'tensorboard'))}",
+    ]
+
+
 def build_launch(
     recipe: Recipe,
     layout: Layout = Layout(),
@@ -243,8 +396,10 @@ def build_launch(
     model: str | None = None,
     data_dir: str | None = None,
     extra: Sequence[str] = (),
-    attn: str = "flash_attention_2",
+    attn: str = "auto",
     python: str = sys.executable,
+    run: RunOptions = RunOptions(),
+    smoke: bool = False,
 ) -> Launch:
     if layout.nnodes < 1 or layout.gpus_per_node < 1:
         raise UserError(f"GPU layout {layout} must have at least one node and one GPU per node")
@@ -253,23 +408,23 @@ def build_launch(
             raise UserError(
                 f"verl override {override!r} is not KEY=VALUE (Hydra syntax, e.g. trainer.total_epochs=1)"
             )
+    attention, attention_note = resolve_attention(attn)
     data_dir = os.path.abspath(data_dir or recipe.data_dir)
     train_files = [os.path.join(data_dir, f) for f in recipe.train_files]
     val_files = [os.path.join(data_dir, f) for f in recipe.val_files]
+    experiment = recipe.experiment_name + (SMOKE_SUFFIX if smoke else "")
     recipe_overrides = [
         "data.train_files=" + hydra_list(train_files),
         "data.val_files=" + hydra_list(val_files),
-        f"trainer.experiment_name={hydra_value(recipe.experiment_name)}",
+        f"{EXPERIMENT_NAME}={hydra_value(experiment)}",
         *([f"actor_rollout_ref.model.path={hydra_value(_local_or_hub(model))}"] if model else []),
         *recipe.overrides,
+        *(SDPA_OVERRIDES if attention == "sdpa" else ()),
     ]
-    if attn == "sdpa":
-        recipe_overrides += SDPA_OVERRIDES
-    elif attn != "flash_attention_2":
-        raise UserError(f"unknown attention implementation {attn!r}: use flash_attention_2 or sdpa")
+    smoke_overrides = list(SMOKE_OVERRIDES) if smoke else []
 
     # Overrides may also set the layout; trainer.* from the user beats --nnodes / --gpus-per-node.
-    upstream = [*recipe_overrides, *extra]
+    upstream = [*recipe_overrides, *smoke_overrides, *extra]
     layout = Layout(
         nnodes=_override_int(upstream, NNODES) or layout.nnodes,
         gpus_per_node=_override_int(upstream, GPUS_PER_NODE) or layout.gpus_per_node,
@@ -282,20 +437,41 @@ def build_launch(
         if given is not None:
             values[key] = given
     user_set = {override_key(o) for o in extra}
-    changed, notes = fit_layout(values, layout, fixed=user_set)
+    changed, notes = fit_layout(values, layout, fixed=user_set | {override_key(o) for o in smoke_overrides})
     layout_overrides += [f"{key}={value}" for key, value in changed.items()]
 
-    overrides = merge_overrides(recipe_overrides, layout_overrides, extra)
+    # The run directory: the user's trainer.default_local_dir as given, else a fresh one per run.
+    user_dir = _override_value(extra, DEFAULT_LOCAL_DIR)
+    if user_dir is not None:
+        run_dir, resuming = os.path.abspath(user_dir), run.resume is not None
+    else:
+        project = _override_value(extra, PROJECT_NAME) or _overlay_value(PROJECT_NAME)
+        experiment = _override_value(extra, EXPERIMENT_NAME) or experiment
+        experiment_dir = os.path.join(os.path.abspath(run.checkpoint_root), project, experiment)
+        run_dir, resuming = resolve_run_dir(experiment_dir, run)
+
+    groups = {
+        "recipe": recipe_overrides,
+        "smoke": smoke_overrides,
+        "layout": layout_overrides,
+        "run": _run_overrides(run_dir, resuming),
+        "user": list(extra),
+    }
     return Launch(
         recipe,
         layout,
         CONFIG_DIR,
         OVERLAY_NAME,
-        overrides,
+        _merged(groups),
         python=python,
-        notes=notes,
+        notes=[*([attention_note] if attention_note else []), *notes],
         data_files=train_files + val_files,
         user_keys=frozenset(user_set),
+        run_dir=run_dir,
+        resuming=resuming,
+        attention=attention,
+        smoke=smoke,
+        groups=groups,
     )
 
 
@@ -392,7 +568,9 @@ def check_config(config) -> None:
     problems = layout_problems(config)
     if problems:
         raise UserError(f"the config cannot run on this GPU layout: {problems[0]}")
-    from .verl_filtering import filter_problems  # checks verl leaves to the first finished rollout groups
+    from ...integrations.verl_filtering import (
+        filter_problems,  # checks verl leaves to the first finished rollout groups
+    )
 
     problems = filter_problems(config)
     if problems:

@@ -1,8 +1,7 @@
-"""`ssl4rl merge`: a verl FSDP checkpoint -> a Hugging Face model directory that loads with its processor."""
+"""A verl FSDP checkpoint -> a Hugging Face model directory that loads with its processor (`ssl4rl merge`)."""
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import glob
 import importlib.util
@@ -15,22 +14,9 @@ import sys
 import tempfile
 import time
 
-from ..errors import UserError
-
-DESCRIPTION = """Merge a verl FSDP checkpoint into a Hugging Face model directory.
-
-Runs verl's own merger (`python -m verl.model_merger merge --backend fsdp --local_dir CKPT/actor
---target_dir OUT`), then makes sure OUT also carries the processor, tokenizer and chat template
-files from the checkpoint's actor/huggingface/ (the merger does not always write them), checks that
-OUT loads with AutoProcessor, and writes OUT/ssl4rl_merge.json. OUT appears only when all of that
-succeeded.
-
-CKPT is a global_step_N directory, its actor/ directory, or a run's checkpoint directory (then the
-step in latest_checkpointed_iteration.txt, or the highest global_step_N, is merged).
-
-examples:
-  ssl4rl merge checkpoints/ssl4rl/ssl4rl_mmbench_rotation/global_step_300 models/mmbench_rotation
-  ssl4rl merge checkpoints/ssl4rl/ssl4rl_mmbench_rotation models/mmbench_rotation_latest"""
+from ...errors import UserError
+from ...model_files import write_legacy_processor_files
+from .launch import latest_run_dir
 
 # What a VLM needs beside its weights: tokenizer, chat template, image/video processor, generation defaults.
 PROCESSOR_FILE_PATTERNS = (
@@ -47,37 +33,6 @@ PROCESSOR_FILE_PATTERNS = (
 SHARD_PATTERN = re.compile(r"model_world_size_(\d+)_rank_(\d+)\.pt$")
 STEP_PATTERN = re.compile(r"global_step_(\d+)$")
 MANIFEST_NAME = "ssl4rl_merge.json"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoint", metavar="CKPT_DIR", help="global_step_N, its actor/ dir, or a run's checkpoint dir"
-    )
-    parser.add_argument("out", metavar="OUT", help="output Hugging Face model directory")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it already exists")
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="passed to the merger and the load check"
-    )
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    manifest = merge_checkpoint(
-        args.checkpoint,
-        args.out,
-        force=args.force,
-        trust_remote_code=args.trust_remote_code,
-        progress=not args.no_progress,
-    )
-    copied = manifest["copied_from_checkpoint"]
-    print(
-        f"merged {manifest['actor_dir']} (step {manifest['global_step']}, {manifest['world_size']} shards) -> {args.out}"
-    )
-    print(
-        f"copied from actor/huggingface: {', '.join(copied) if copied else 'nothing (the merger wrote every file)'}"
-    )
-    print(f"loads with {manifest['processor_class']}; manifest: {os.path.join(args.out, MANIFEST_NAME)}")
-    return 0
 
 
 # ---- locating the checkpoint --------------------------------------------------------------------------
@@ -122,6 +77,9 @@ def resolve_actor_dir(path: str) -> str:
     step_dir = _latest_step_dir(path)
     if step_dir:
         return resolve_actor_dir(step_dir)
+    run_dir = latest_run_dir(path)  # an experiment directory holding one run directory per launch
+    if run_dir:
+        return resolve_actor_dir(run_dir)
     raise UserError(
         f"no verl checkpoint under {path}: expected global_step_N/actor/model_world_size_W_rank_R.pt"
     )
@@ -212,7 +170,7 @@ def merge_checkpoint(
 ) -> dict:
     from tqdm import tqdm
 
-    from ..fileio import command_line, package_versions, write_json
+    from ...fileio import command_line, package_versions, write_json
 
     if importlib.util.find_spec("verl") is None:
         raise UserError("merging needs verl; install it with: pip install 'ssl4rl[verl]'")
@@ -237,6 +195,9 @@ def merge_checkpoint(
 
         stages.set_postfix_str("processor files")
         copied = carry_processor_files(info["hf_dir"], tmp)
+        legacy = write_legacy_processor_files(
+            tmp
+        )  # so evaluation environments on transformers 4.x load it too
         stages.update()
 
         stages.set_postfix_str("load check")
@@ -250,6 +211,7 @@ def merge_checkpoint(
             # as run, but naming OUT rather than the temporary directory it was written to
             "merger_command": [out if part == tmp else part for part in command],
             "copied_from_checkpoint": copied,
+            "legacy_files_for_transformers_4": legacy,
             "processor_class": processor_class,
             "files": sorted(os.listdir(tmp)),
             "versions": package_versions("verl", "torch", "transformers"),

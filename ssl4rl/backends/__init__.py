@@ -1,0 +1,1 @@
+"""Training backends: the only modules that import verl or TRL (`verl/`, `trl/`)."""

@@ -1,0 +1,1 @@
+"""verl 0.9.1 backend: launches, pre-flight checks (`ssl4rl doctor`), resource planning, smoke runs."""
