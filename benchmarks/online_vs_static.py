@@ -118,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoProcessor
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
+    from ssl4rl.backends.verl.dataset import OnlineRLHFDataset
     from ssl4rl.builder import BuildConfig, build
-    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
-    from ssl4rl.online.verl_dataset import OnlineRLHFDataset
     from ssl4rl.tiny import build_tiny_qwen2_5_vl
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     photos = make_photos(root, args.copies, args.max_side)
     model = build_tiny_qwen2_5_vl(os.path.join(root, "tiny"))

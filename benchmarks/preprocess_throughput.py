@@ -3,7 +3,7 @@
 Writes a built-layout dataset (rotation-style rows: two PNG views of real photographs) at two
 sizes, converts each to verl parquet three ways, each in a fresh process so its peak RSS is its own:
 
-- `ssl4rl`     `ssl4rl.integrations.verl_data.preprocess` (streams record batches, bytes pass through)
+- `ssl4rl`     `ssl4rl.training_data.preprocess.preprocess` (streams record batches, bytes pass through)
 - `reencode`   the same streaming, but every image is decoded with PIL and re-encoded as PNG
 - `hf-map`     the usual `datasets` recipe (load_dataset -> map(to verl row, PIL images) -> to_parquet)
 
@@ -90,7 +90,7 @@ def write_dataset(out: str, rows: int, side: int) -> int:
 
 
 def run_ssl4rl(dataset: str, out: str) -> None:
-    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     preprocess(PreprocessConfig(out=out, train=[dataset], holdout_fraction=0.1, progress=False))
 
@@ -99,9 +99,10 @@ def run_reencode(dataset: str, out: str) -> None:
     """ssl4rl's streaming pipeline with a decode + PNG re-encode of every image patched in."""
     from PIL import Image
 
-    from ssl4rl.integrations import verl_data
+    from ssl4rl import rl_row
+    from ssl4rl.training_data import preprocess as preprocess_module
 
-    original = verl_data.to_verl_table
+    original = preprocess_module.rl_table
 
     def reencoding(table, first_index, ability):
         rows = table["images"].to_pylist()
@@ -113,11 +114,11 @@ def run_reencode(dataset: str, out: str) -> None:
                 Image.open(io.BytesIO(image["bytes"])).convert("RGB").save(buffer, format="PNG")
                 converted.append({"bytes": buffer.getvalue(), "path": None})
             images.append(converted)
-        column = pa.array(images, pa.list_(verl_data.IMAGE_TYPE))
+        column = pa.array(images, pa.list_(rl_row.IMAGE_TYPE))
         table = table.set_column(table.schema.get_field_index("images"), "images", column)
         return original(table, first_index, ability)
 
-    verl_data.to_verl_table = reencoding
+    preprocess_module.rl_table = reencoding
     run_ssl4rl(dataset, out)
 
 
@@ -151,7 +152,7 @@ def child(method: str, dataset: str, out: str) -> None:
     import datasets  # noqa: F401
     import PIL.Image  # noqa: F401
 
-    import ssl4rl.integrations.verl_data  # noqa: F401
+    import ssl4rl.training_data.preprocess  # noqa: F401
 
     start = time.perf_counter()
     METHODS[method](dataset, out)

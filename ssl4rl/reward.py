@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from . import rl_row
+from .accuracy_ledger import record_outcome
 from .errors import UserError
 
 BASE_KEYS = ("score", "acc", "format", "pred")
@@ -153,10 +155,13 @@ def compute_score(
     """verl custom reward function: dispatch on `data_source` to the task's scorer.
 
     Options (keyword arguments, see `OPTIONS`): format_weight, normalization, jigsaw_mode,
-    partial_weight. Without options the scores are the paper's.
+    partial_weight. Without options the scores are the paper's. A sample generated under a curriculum
+    that advances on accuracy (its `extra_info` names a ledger) also has its `acc` recorded there.
     """
     options = {k: v for k, v in kwargs.items() if k not in FRAMEWORK_KWARGS}
-    return score_sample(data_source, solution_str, ground_truth, validate_options(options))
+    result = score_sample(data_source, solution_str, ground_truth, validate_options(options))
+    record_outcome(extra_info, result["acc"])
+    return result
 
 
 # ---- TRL ------------------------------------------------------------------------------------------
@@ -189,7 +194,7 @@ def completion_text(completion: Any) -> str:
 
 def _ground_truths(columns: Mapping[str, Any]) -> list[Any]:
     if "reward_model" in columns:
-        return [rm.get("ground_truth") if isinstance(rm, Mapping) else None for rm in columns["reward_model"]]
+        return [rl_row.ground_truth(rm) for rm in columns["reward_model"]]
     for name in ("ground_truth", "answer"):
         if name in columns:
             return list(columns[name])

@@ -9,8 +9,15 @@ import os
 
 import pytest
 
-from ssl4rl import curriculum as cur
-from ssl4rl.curriculum import Chunk, Curriculum, CurriculumError, CurriculumSession, running_accuracy
+from ssl4rl import accuracy_ledger as ledger
+from ssl4rl.training_data import curriculum as cur
+from ssl4rl.training_data.curriculum import (
+    Chunk,
+    Curriculum,
+    CurriculumError,
+    CurriculumSession,
+    running_accuracy,
+)
 
 GRIDS = [
     {"knobs": {"grid": 2}, "until_step": 100},
@@ -72,8 +79,8 @@ def test_running_accuracy_uses_the_most_recent_window():
 
 def _record_in_child(session_dir: str, part: str, stage: int, accs: list[float]) -> None:
     for acc in accs:
-        cur.record_outcome({"curriculum": {"ledger": session_dir, "part": part, "stage": stage}}, acc)
-    cur.flush_all()
+        ledger.record_outcome({"curriculum": {"ledger": session_dir, "part": part, "stage": stage}}, acc)
+    ledger.flush_all()
 
 
 def _in_child(target, *args) -> None:
@@ -138,7 +145,7 @@ def test_step_only_curricula_need_no_directory_and_accuracy_ones_do():
         CurriculumSession({"p": Curriculum.parse([{"advance": {"accuracy": 0.5}}, {}])})
 
 
-def test_verl_reward_wrapper_scores_like_ssl4rl_reward_and_records(tmp_path):
+def test_the_reward_records_accuracy_for_curricula_and_scores_unchanged(tmp_path):
     from ssl4rl import reward
 
     info = {"index": 3, "curriculum": {"ledger": str(tmp_path), "part": "rotation", "stage": 1}}
@@ -148,11 +155,12 @@ def test_verl_reward_wrapper_scores_like_ssl4rl_reward_and_records(tmp_path):
         ("junk", "90"),
     ]
     for response, truth in cases:
-        ours = cur.compute_score("ssl4rl/rotation", response, truth, dict(info), format_weight=0.1)
-        assert ours == reward.compute_score("ssl4rl/rotation", response, truth, dict(info), format_weight=0.1)
+        with_ledger = reward.compute_score("ssl4rl/rotation", response, truth, dict(info), format_weight=0.1)
+        expected = reward.score_sample("ssl4rl/rotation", response, truth, {"format_weight": 0.1})
+        assert with_ledger == expected
     # Without a curriculum in extra_info nothing is written.
-    cur.compute_score("ssl4rl/rotation", "<answer>90</answer>", "90", {"index": 1})
-    cur.flush_all()
+    reward.compute_score("ssl4rl/rotation", "<answer>90</answer>", "90", {"index": 1})
+    ledger.flush_all()
     lines = [
         json.loads(line) for f in os.listdir(tmp_path / "ledger") for line in open(tmp_path / "ledger" / f)
     ]
@@ -165,7 +173,7 @@ def test_recording_never_raises(tmp_path):
     blocked.write_text("not a directory")
     info = {"curriculum": {"ledger": str(blocked), "part": "p", "stage": 0}}
     with pytest.warns(UserWarning, match="cannot record"):
-        for _ in range(cur.FLUSH_SAMPLES):
-            cur.record_outcome(info, 1.0)
-    assert cur.record_outcome({"index": 0}, 1.0) is False
-    assert cur.record_outcome(None, 1.0) is False
+        for _ in range(ledger.FLUSH_SAMPLES):
+            ledger.record_outcome(info, 1.0)
+    assert ledger.record_outcome({"index": 0}, 1.0) is False
+    assert ledger.record_outcome(None, 1.0) is False

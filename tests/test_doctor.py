@@ -17,7 +17,7 @@ from ssl4rl.backends.verl import launch as vl  # noqa: E402
 from ssl4rl.builder import BuildConfig, build  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
-from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess  # noqa: E402
+from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess  # noqa: E402
 
 GIB = resources.GIB
 SMALL_BATCH = ["data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4"]

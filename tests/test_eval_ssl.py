@@ -83,7 +83,7 @@ def test_built_datasets_per_knob(rotation_datasets, tmp_path):
 
 
 def test_verl_parquet_from_preprocess(rotation_datasets, tmp_path):
-    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     verl_dir = tmp_path / "verl"
     preprocess(

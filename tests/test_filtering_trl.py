@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from ssl4rl.integrations.trl_filtering import (
+from ssl4rl.backends.trl.filtering import (
     ZeroSignalFilter,
     combined_rewards,
     group_labels,
@@ -106,7 +106,7 @@ def _scored_batch(torch, prompt_width, completion_width, tag, images_per_row=(1,
 def test_merge_replaces_whole_groups_and_repads_every_field():
     torch = pytest.importorskip("torch")
     pytest.importorskip("trl")
-    from ssl4rl.integrations.trl_filtering import CannotMerge, merge_groups
+    from ssl4rl.backends.trl.filtering import CannotMerge, merge_groups
 
     batch = _scored_batch(torch, prompt_width=5, completion_width=3, tag=1)
     donor = _scored_batch(torch, prompt_width=7, completion_width=2, tag=2, images_per_row=(2, 1))
@@ -141,8 +141,8 @@ def mixed_data(tmp_path_factory, photo_paths):
     from PIL import Image
 
     from ssl4rl.builder import BuildConfig, build
-    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
-    from ssl4rl.mixing import MixConfig, MixPart, mix
+    from ssl4rl.training_data.mix import MixConfig, MixPart, mix
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     root = tmp_path_factory.mktemp("mixdata")
     photos = root / "photos"
@@ -181,8 +181,8 @@ def _train(tiny_model, data_dir, out, settings: ZeroSignalFilter, steps=3):
     from transformers import AutoProcessor
     from transformers.integrations import TensorBoardCallback
 
-    from ssl4rl.integrations import trl_backend as tb
-    from ssl4rl.integrations.trl_filtering import filtering_trainer_class
+    from ssl4rl.backends.trl import train as tb
+    from ssl4rl.backends.trl.filtering import filtering_trainer_class
 
     config = tb.TrlGrpoConfig(
         model=tiny_model,
@@ -292,7 +292,7 @@ def test_refill_replaces_hopeless_groups_with_fresh_prompts(tiny_model, mixed_da
 
 def test_backend_trains_on_a_mix_and_logs_each_task_apart(tiny_model, mixed_data, tmp_path):
     """The standard `train_grpo` path (SSL reward, backend group metrics) on `ssl4rl mix` output."""
-    from ssl4rl.integrations import trl_backend as tb
+    from ssl4rl.backends.trl import train as tb
 
     config = tb.TrlGrpoConfig(
         model=tiny_model,

@@ -13,14 +13,14 @@ pytest.importorskip("verl")
 pytest.importorskip("hydra")
 
 from ssl4rl.backends.verl import launch as vl  # noqa: E402
-from ssl4rl.cli import main  # noqa: E402
-from ssl4rl.errors import UserError  # noqa: E402
-from ssl4rl.integrations.verl_filtering import (  # noqa: E402
+from ssl4rl.backends.verl.filtering import (  # noqa: E402
     EVICTED,
     SURPLUS,
     reward_metric_names,
     zero_signal_fraction,
 )
+from ssl4rl.cli import main  # noqa: E402
+from ssl4rl.errors import UserError  # noqa: E402
 
 RECIPES = vl.load_recipes()
 FILTER = "+filter=zero_signal"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from ssl4rl.cli import main
 from ssl4rl.errors import UserError
-from ssl4rl.integrations.verl_data import VERL_SCHEMA
-from ssl4rl.mixing import (
+from ssl4rl.rl_row import RL_SCHEMA
+from ssl4rl.training_data.mix import (
     MixConfig,
     MixPart,
     allocate,
@@ -58,7 +58,7 @@ def write_part(directory, task: str, n_train: int, n_val: int = 0, data_source: 
             for i in range(n)
         ]
         pq.write_table(
-            pa.Table.from_pylist(rows, schema=VERL_SCHEMA),
+            pa.Table.from_pylist(rows, schema=RL_SCHEMA),
             os.path.join(directory, f"{name}.parquet"),
             row_group_size=7,
         )
@@ -88,7 +88,7 @@ def test_requested_shares_are_written_exactly_and_deterministically(parts, tmp_p
     other_seed = mix(MixConfig(out=str(tmp_path / "c"), seed=4, batch_rows=16, **config))
 
     table = pq.read_table(tmp_path / "a" / "train.parquet")
-    assert table.schema.equals(VERL_SCHEMA)
+    assert table.schema.equals(RL_SCHEMA)
     rows = table.to_pylist()
     assert Counter(r["data_source"] for r in rows) == {
         "ssl4rl/rotation": 100,
@@ -177,7 +177,7 @@ def test_bad_rows_are_skipped_and_counted_bad_inputs_are_one_line_errors(tmp_pat
     table = pq.read_table(os.path.join(odd, "train.parquet")).to_pylist()
     table[0]["data_source"] = None
     table[1]["data_source"] = "somebody/else"
-    pq.write_table(pa.Table.from_pylist(table, schema=VERL_SCHEMA), os.path.join(odd, "train.parquet"))
+    pq.write_table(pa.Table.from_pylist(table, schema=RL_SCHEMA), os.path.join(odd, "train.parquet"))
     manifest = mix(
         MixConfig(out=str(tmp_path / "out"), parts=[MixPart(good), MixPart(odd, "rot")], progress=False)
     )

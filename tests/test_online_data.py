@@ -15,8 +15,9 @@ from PIL import Image
 
 from ssl4rl.builder import BuildConfig, build
 from ssl4rl.errors import UserError
-from ssl4rl.online import OnlineSpec, OnlineSSLData, PartSpec, epoch_seed, load_spec
 from ssl4rl.tasks.position import quadrant_box
+from ssl4rl.training_data.online import OnlineSSLData, epoch_seed
+from ssl4rl.training_data.online_spec import OnlineSpec, PartSpec, load_spec
 
 TASKS = ("rotation", "jigsaw", "position", "contrastive")
 

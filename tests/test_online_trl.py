@@ -15,8 +15,8 @@ pytest.importorskip("trl")
 pytest.importorskip("torchvision")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-from ssl4rl import curriculum  # noqa: E402
-from ssl4rl.online import load_spec  # noqa: E402
+from ssl4rl import accuracy_ledger  # noqa: E402
+from ssl4rl.training_data.online_spec import load_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def _train(tiny_model, spec_path, out, reward_fn, epochs: int = 2):
     from transformers import AutoProcessor
     from trl import GRPOTrainer
 
-    from ssl4rl.integrations import trl_backend as tb
-    from ssl4rl.online.trl import online_trl_setup
+    from ssl4rl.backends.trl import train as tb
+    from ssl4rl.backends.trl.online import online_trl_setup
 
     processor = AutoProcessor.from_pretrained(tiny_model, padding_side="left")
     dataset, reward, callback = online_trl_setup(
@@ -110,8 +110,8 @@ def test_reward_wrapper_records_accuracy_and_keeps_the_scores(tiny_model, spec_d
 
     online, logs = _train(tiny_model, spec_dir / "accuracy.yaml", tmp_path / "run", constant, epochs=1)
     assert [log["rewards/constant/mean"] for log in logs if "rewards/constant/mean" in log] == [0.25, 0.25]
-    curriculum.flush_all()
-    ledger = os.path.join(online.session.directory, curriculum.LEDGER_DIR)
+    accuracy_ledger.flush_all()
+    ledger = os.path.join(online.session.directory, accuracy_ledger.LEDGER_DIR)
     lines = [json.loads(line) for name in os.listdir(ledger) for line in open(os.path.join(ledger, name))]
     assert sum(line["n"] for line in lines) == 16  # every completion scored once
     assert {(line["part"], line["stage"]) for line in lines} == {("position", 0)}

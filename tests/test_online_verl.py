@@ -16,8 +16,8 @@ pytest.importorskip("verl")
 pytest.importorskip("torchvision")  # the Qwen2.5-VL processor needs it in transformers 5
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy copy= notice in transformers
 
+from ssl4rl.backends.verl.online import BASE_CONFIG_NAME, launch_overrides  # noqa: E402
 from ssl4rl.budget import TokenBudget  # noqa: E402
-from ssl4rl.online.verl_config import BASE_CONFIG_NAME, launch_overrides  # noqa: E402
 
 QWEN25VL_MIN_PIXELS, QWEN25VL_MAX_PIXELS = 3136, 12845056
 LAYOUT = [
@@ -56,7 +56,7 @@ def specs(tmp_path_factory, photo_paths) -> dict[str, str]:
     paths = {name: str(root / f"{name}.yaml") for name in files}
     # a static validation parquet (`ssl4rl build` + `ssl4rl preprocess`) next to online training data
     from ssl4rl.builder import BuildConfig, build
-    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     built = str(root / "built")
     build(
@@ -103,15 +103,15 @@ def processor(tiny_model):
 def test_overlay_composes_validates_and_verls_loader_builds_the_dataset(tiny_model, specs, processor):
     from verl.utils.dataset.rl_dataset import get_dataset_class
 
-    from ssl4rl import curriculum
-    from ssl4rl.online.verl_dataset import OnlineRLHFDataset
+    from ssl4rl import reward
+    from ssl4rl.backends.verl.dataset import OnlineRLHFDataset
 
     config = composed(tiny_model, specs["train"], specs["val"])
     assert get_dataset_class(config.data) is OnlineRLHFDataset
     assert config.algorithm.adv_estimator == "grpo" and config.data.max_prompt_length == 1024  # the recipe's
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    assert get_custom_reward_fn(config).args[0] is curriculum.compute_score
+    assert get_custom_reward_fn(config).args[0] is reward.compute_score
     train, val = verl_datasets(config, processor)
     assert isinstance(train, OnlineRLHFDataset) and (len(train), len(val)) == (8, 4)
     assert [train[i]["data_source"] for i in (0, 4)] == ["ssl4rl/rotation", "ssl4rl/jigsaw"]
@@ -277,12 +277,12 @@ def _scored_batch(items, responses, tokenizer):
 def test_accuracy_from_verls_reward_loop_advances_the_curriculum(tiny_model, specs, processor):
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
-    from ssl4rl import curriculum
+    from ssl4rl import accuracy_ledger
 
     config = composed(tiny_model, specs["accuracy"], specs["val"])
     train, _ = verl_datasets(config, processor)
     train.online.session.refresh_seconds = 0.0
-    worker = RewardLoopWorker(config)  # verl's rule-based reward path (loads pkg://ssl4rl.curriculum)
+    worker = RewardLoopWorker(config)  # verl's rule-based reward path (loads pkg://ssl4rl.reward)
 
     def score(items, right: bool):
         responses = [
@@ -291,7 +291,7 @@ def test_accuracy_from_verls_reward_loop_advances_the_curriculum(tiny_model, spe
         ]
         batch = _scored_batch(items, responses, processor.tokenizer)
         outputs = worker.loop.run_until_complete(worker.compute_score_batch(batch))
-        curriculum.flush_all()
+        accuracy_ledger.flush_all()
         return [out["reward_extra_info"]["acc"] for out in outputs]
 
     first = [train[i] for i in range(8)]

@@ -12,7 +12,13 @@ from PIL import Image
 
 from ssl4rl.cli import main as cli_main
 from ssl4rl.errors import UserError
-from ssl4rl.integrations.verl_data import VERL_SCHEMA, PreprocessConfig, holdout_side, infer_task, preprocess
+from ssl4rl.rl_row import RL_SCHEMA
+from ssl4rl.training_data.preprocess import (
+    PreprocessConfig,
+    holdout_side,
+    infer_task,
+    preprocess,
+)
 
 # ---- fixtures: datasets in `ssl4rl build`'s layout and in the original release's layout ------------
 
@@ -106,7 +112,7 @@ def test_paper_split_rows_match_verl_format_and_pass_bytes_through(built, tmp_pa
     # the paper trains on the data built from both benchmark splits and validates on `validation`
     assert len(train) == len(test_rows) + len(val_rows) and len(val) == len(val_rows) > 0
     schema = pq.read_schema(tmp_path / "train.parquet")
-    assert schema.remove_metadata().equals(VERL_SCHEMA)
+    assert schema.remove_metadata().equals(RL_SCHEMA)
     assert b"huggingface" not in (schema.metadata or {})  # no HF features: verl gets plain dicts
     by_key = {(r["split"], r["sample_index"]): r for r in test_rows + val_rows}
     for row in train + val:

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.filterwarnings(
 )  # numpy copy= notice inside transformers
 
 from ssl4rl import rl_row  # noqa: E402
+from ssl4rl.backends.trl import train as tb  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
-from ssl4rl.integrations import trl_backend as tb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def verl_data(tmp_path_factory, photo_paths):
     from PIL import Image
 
     from ssl4rl.builder import BuildConfig, build
-    from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     root = tmp_path_factory.mktemp("data")
     photos = root / "photos"

@@ -22,7 +22,7 @@ pytest.importorskip("torchvision")
 pytestmark = pytest.mark.slow
 
 from ssl4rl.builder import BuildConfig, build  # noqa: E402
-from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess  # noqa: E402
+from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "support", "verl_cpu_grpo_step.py")
 

@@ -242,7 +242,7 @@ def test_cli_errors_are_one_line(capsys):
 
 
 def test_trl_only_flags_are_refused_for_verl(capsys):
-    pytest.importorskip("ssl4rl.integrations.trl_backend")
+    pytest.importorskip("ssl4rl.backends.trl.train")
     assert main(["train", "--recipe", "mmbench_rotation", "--dry-run", "--num-generations", "4"]) == 2
     assert "--num-generations only apply to --backend trl" in capsys.readouterr().err
 

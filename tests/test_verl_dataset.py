@@ -18,8 +18,8 @@ import pytest
 from test_preprocess_convert import build_dataset, write_small_photos
 
 from ssl4rl.budget import TokenBudget
-from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess
 from ssl4rl.tasks import TASKS
+from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
 pytest.importorskip("verl")
 pytest.importorskip("torchvision")  # the Qwen2.5-VL processor needs it in transformers 5

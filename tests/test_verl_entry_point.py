@@ -25,9 +25,9 @@ pytest.importorskip("torchvision")
 pytestmark = pytest.mark.slow
 
 from ssl4rl.backends.verl import launch as vl  # noqa: E402
+from ssl4rl.backends.verl.online import launch_overrides  # noqa: E402
 from ssl4rl.builder import BuildConfig, build  # noqa: E402
-from ssl4rl.integrations.verl_data import PreprocessConfig, preprocess  # noqa: E402
-from ssl4rl.online.verl_config import launch_overrides  # noqa: E402
+from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess  # noqa: E402
 
 GPU_ASK = "ProcessGroupNCCL is only supported with GPUs"
 # Ray offers 16 logical CPUs (verl's placement groups and TransferQueue need 13 for one GPU; this machine

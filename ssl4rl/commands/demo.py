@@ -244,7 +244,7 @@ def run_demo(
 
     steps = settings["steps"]
     stages.start("train", f"GRPO: {steps} steps with the TRL backend")
-    from ..integrations.trl_backend import TrlGrpoConfig, train_grpo
+    from ..backends.trl.train import TrlGrpoConfig, train_grpo
 
     config = TrlGrpoConfig(
         model=model_dir,
@@ -522,7 +522,7 @@ def _build_tasks(
 
 
 def _preprocess(built: dict[str, dict[str, list[str]]], out: str, seed: int) -> dict[str, Any]:
-    from ..integrations.verl_data import PreprocessConfig, preprocess
+    from ..training_data.preprocess import PreprocessConfig, preprocess
 
     train = [path for sides in built.values() for path in sides["train"]]
     val = [path for sides in built.values() for path in sides["val"]]

@@ -85,7 +85,7 @@ def recipe_parts(name: str) -> tuple[list[str], dict[str, float], str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ..mixing import MixConfig, mix, parse_weights, parts_from_specs
+    from ..training_data.mix import MixConfig, mix, parse_weights, parts_from_specs
 
     specs, weights, out = list(args.parts), parse_weights(args.weight), args.out
     if args.recipe:

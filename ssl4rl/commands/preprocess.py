@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..integrations.verl_data import PreprocessConfig, preprocess
+    from ..training_data.preprocess import PreprocessConfig, preprocess
 
     config = PreprocessConfig(
         out=args.out,

@@ -43,7 +43,7 @@ examples:
   ssl4rl train --recipe mmbench_position --nnodes 2 --gpus-per-node 8      # on a running Ray cluster
   ssl4rl train --backend trl --model tiny/ --train-files data/verl/rot/train.parquet --max-steps 20"""
 
-TRL_MODULE = "ssl4rl.integrations.trl_backend"
+TRL_MODULE = "ssl4rl.backends.trl.train"
 TRL_GROUP = "TRL backend (--backend trl)"
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import UserError
 from ..fileio import atomic_path, command_line, package_versions, write_json
 from ..images import SkipSample
+from ..rl_row import ground_truth
 from .backends import Generator, Request, make_generator
 from .questions import load_image
 from .records import PredictionLog, check_run_config
@@ -111,8 +112,8 @@ def _to_sample(row: dict[str, Any], key: str) -> SSLSample | None:
     if prompt is None and isinstance(row.get("prompt"), list):  # verl RL parquet: chat messages
         prompt = "\n".join(str(m.get("content", "")) for m in row["prompt"] if m.get("role") == "user")
     answer = row.get("answer")
-    if answer is None and isinstance(row.get("reward_model"), dict):
-        answer = row["reward_model"].get("ground_truth")
+    if answer is None:
+        answer = ground_truth(row.get("reward_model"))
     if not prompt or answer is None:
         return None
     data_source = str(row.get("data_source") or "")

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..rl_row import count_placeholders
+from ..rl_row import count_placeholders, ground_truth
 
 BATCH_ROWS = 256
 PROMPT_TOKENS_KEY = "prompt_tokens"  # extra_info field `ssl4rl preprocess` fills when it can count
@@ -51,10 +51,6 @@ def row_digest(prompt: Any, images: Sequence[Any], ground_truth: Any) -> bytes:
             digest.update(str(image.get("path") if isinstance(image, dict) else image).encode())
     digest.update(json.dumps(ground_truth, default=str).encode())
     return digest.digest()
-
-
-def _ground_truth(reward_model: Any) -> Any:
-    return reward_model.get("ground_truth") if isinstance(reward_model, dict) else reward_model
 
 
 def profile_parquet(
@@ -105,7 +101,7 @@ def profile_parquet(
                     if profile.overlong_example is None:
                         profile.overlong_example = index
             if digests:
-                truth = _ground_truth((data.get("reward_model") or [None] * (i + 1))[i])
+                truth = ground_truth((data.get("reward_model") or [None] * (i + 1))[i])
                 profile.digests.add(row_digest(prompt, images, truth))
         bar.update(batch.num_rows)
     bar.close()

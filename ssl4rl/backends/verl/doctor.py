@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 
 from ... import gpu_stack
 from ...errors import UserError
-from ...online.spec import is_spec_file
+from ...training_data.online_spec import is_spec_file
 from ...training_data.profile import FileProfile, data_files, profile_online_spec, profile_parquet
 from . import resources
 from .launch import Launch, has_checkpoints
@@ -120,8 +120,8 @@ def _profile_files(files: list[str], facts: Facts, length_of, max_length: int, d
     profiles = []
     specs = [f for f in files if is_spec_file(f)]
     if specs:
-        from ...online.data import OnlineSSLData
-        from ...online.spec import load_spec
+        from ...training_data.online import OnlineSSLData
+        from ...training_data.online_spec import load_spec
 
         # generated within max_prompt_length by construction; images per prompt depend on the curriculum
         profiles.append(profile_online_spec(", ".join(specs), len(OnlineSSLData(load_spec(specs))), 0))

@@ -568,7 +568,7 @@ def check_config(config) -> None:
     problems = layout_problems(config)
     if problems:
         raise UserError(f"the config cannot run on this GPU layout: {problems[0]}")
-    from ...integrations.verl_filtering import (
+    from .filtering import (
         filter_problems,  # checks verl leaves to the first finished rollout groups
     )
 

@@ -104,7 +104,7 @@ def refill_pairs(
 
 def group_labels(data_sources: Sequence[Any], group_size: int) -> list[str]:
     """The task of each group (from its first row's data_source), for per-task metrics."""
-    from ..tasks import task_for_data_source
+    from ...tasks import task_for_data_source
 
     def task(source: Any) -> str:
         try:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..configs import CONFIG_DIR, OVERLAY_NAME
+from ...configs import CONFIG_DIR, OVERLAY_NAME
 
 FRAGMENT = "online_grpo"
 

@@ -1,7 +1,7 @@
 """TRL wiring for on-the-fly SSL data: a `datasets.Dataset` that generates rows, a callback that
 tells it the epoch and step, and a reward wrapper that feeds accuracy-driven curricula.
 
-    from ssl4rl.online.trl import online_trl_setup
+    from ssl4rl.backends.trl.online import online_trl_setup
     dataset, reward_fn, callback = online_trl_setup(["train.yaml"], processor, max_prompt_length=1024,
                                                    reward_fn=my_reward_fn, reward_options={})
     GRPOTrainer(..., train_dataset=dataset, reward_funcs=[reward_fn], callbacks=[callback])
@@ -19,10 +19,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ..curriculum import record_outcome
-from ..rl_row import processor_pixel_limits
-from .data import OnlineSSLData
-from .spec import OnlineSpec, load_spec
+from ...accuracy_ledger import record_outcome
+from ...rl_row import ground_truth, processor_pixel_limits
+from ...training_data.online import OnlineSSLData
+from ...training_data.online_spec import OnlineSpec, load_spec
 
 
 class OnlineRowsTransform:
@@ -32,7 +32,7 @@ class OnlineRowsTransform:
         self.online = online
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        from ..rl_row import decode_image_cell, to_content_blocks
+        from ...rl_row import decode_image_cell, to_content_blocks
 
         rows: dict[int, dict[str, Any]] = {}
         for index in batch["sample_index"]:
@@ -114,7 +114,7 @@ def with_curriculum_recording(reward_fn: Callable, **reward_options: Any) -> Cal
     """Wrap a TRL reward function so that each scored sample's `acc` (ssl4rl's task scorer, with the
     same options) is recorded for accuracy-driven curricula. Rows without a curriculum ledger cost
     nothing extra; the wrapped function's scores are returned unchanged."""
-    from ..reward import completion_text, score_sample, validate_options
+    from ...reward import completion_text, score_sample, validate_options
 
     options = validate_options(reward_options)
 
@@ -123,7 +123,7 @@ def with_curriculum_recording(reward_fn: Callable, **reward_options: Any) -> Cal
         infos = columns.get("extra_info") or []
         for i, info in enumerate(infos):
             if isinstance(info, Mapping) and isinstance(info.get("curriculum"), Mapping):
-                truth = (columns["reward_model"][i] or {}).get("ground_truth")
+                truth = ground_truth(columns["reward_model"][i])
                 result = score_sample(
                     columns["data_source"][i], completion_text(completions[i]), truth, options
                 )
@@ -150,7 +150,7 @@ def online_trl_setup(
         spec, processor, max_prompt_length=max_prompt_length, session_dir=session_dir
     )
     if reward_fn is None:
-        from ..reward import trl_reward_function
+        from ...reward import trl_reward_function
 
         reward_fn = trl_reward_function(**options)
     return dataset, with_curriculum_recording(reward_fn, **options), OnlineCurriculumCallback(online)

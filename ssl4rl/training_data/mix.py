@@ -38,9 +38,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from .errors import UserError
-from .fileio import command_line, package_versions, write_json
+from ..errors import UserError
+from ..fileio import command_line, package_versions, write_json
+from ..rl_row import RL_COLUMNS, RL_SCHEMA, RLParquetWriter
 
 TRAIN_FILE = "train.parquet"
 VAL_FILE = "val.parquet"
@@ -48,7 +52,6 @@ SELECT_STREAM = 0x53454C  # "SEL": which rows of a part
 ORDER_STREAM = 0x4F5244  # "ORD": the interleaving of parts
 VAL_STREAM = 0x56414C  # "VAL": which validation rows of a part
 PART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-REQUIRED_COLUMNS = ("data_source", "prompt", "images", "ability", "reward_model", "extra_info")
 
 
 # ---- configuration ------------------------------------------------------------------------------
@@ -180,15 +183,14 @@ def _files_of(path: str) -> tuple[str, str | None]:
 
 def _usable_rows(path: str, skipped: Counter) -> tuple[np.ndarray, Counter]:
     """Row numbers whose data_source an SSL task scores (reads only that column), and rows per data_source."""
-    import pyarrow.parquet as pq
 
-    from .tasks import task_for_data_source
+    from ..tasks import task_for_data_source
 
     try:
         schema = pq.read_schema(path)
     except Exception as exc:  # noqa: BLE001  pyarrow raises several types for non-parquet files
         raise UserError(f"{path} is not a readable parquet file ({type(exc).__name__})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+    missing = [c for c in RL_COLUMNS if c not in schema.names]
     if missing:
         raise UserError(
             f"{path}: missing column(s) {', '.join(missing)}; expected `ssl4rl preprocess` output"
@@ -215,7 +217,7 @@ def _usable_rows(path: str, skipped: Counter) -> tuple[np.ndarray, Counter]:
 
 
 def _default_name(path: str, sources: Counter) -> str:
-    from .tasks import task_for_data_source
+    from ..tasks import task_for_data_source
 
     tasks = {task_for_data_source(s).name for s in sources}
     if len(tasks) == 1:
@@ -224,7 +226,7 @@ def _default_name(path: str, sources: Counter) -> str:
 
 
 def resolve_parts(parts: Sequence[MixPart]) -> list[ResolvedPart]:
-    from .tasks import task_for_data_source
+    from ..tasks import task_for_data_source
 
     resolved = []
     for part in parts:
@@ -279,8 +281,6 @@ class _Rows:
         self._buffered = 0
 
     def _tables(self) -> Iterator:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         for p in range(int(self.counts.max(initial=0))):
             start = 0
@@ -291,7 +291,6 @@ class _Rows:
                     yield pa.Table.from_batches([batch]).filter(pa.array(mask))
 
     def take(self, k: int):
-        import pyarrow as pa
 
         while self._buffered < k:
             table = next(self._iter, None)
@@ -307,23 +306,18 @@ class _Rows:
 
 def _counts_over_file(path: str, valid: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     """Expand counts over the usable rows to counts over every row of the file."""
-    import pyarrow.parquet as pq
 
     counts = np.zeros(pq.ParquetFile(path).metadata.num_rows, dtype=np.int64)
     counts[valid] = chosen
     return counts
 
 
-def _normalise(table, part: ResolvedPart):
+def _to_rl_schema(table, part: ResolvedPart):
     """Cast to verl's schema and give shared data_sources their per-part names."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from .integrations.verl_data import VERL_SCHEMA
-
-    table = table.select(list(REQUIRED_COLUMNS))
+    table = table.select(list(RL_COLUMNS))
     try:
-        table = table.cast(VERL_SCHEMA)
+        table = table.cast(RL_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
         raise UserError(
             f"{part.train_file}: columns do not match `ssl4rl preprocess` output ({str(exc).splitlines()[0]})"
@@ -339,7 +333,6 @@ def _normalise(table, part: ResolvedPart):
 
 def _renumber(table, first_index: int):
     """extra_info.index = the row's position in its output file, from `first_index`."""
-    import pyarrow as pa
 
     extra = table["extra_info"].combine_chunks()
     names = [extra.type.field(i).name for i in range(extra.type.num_fields)]
@@ -349,41 +342,16 @@ def _renumber(table, first_index: int):
     return table.set_column(table.schema.get_field_index("extra_info"), "extra_info", extra)
 
 
-class _Writer:
-    """A parquet output under a temporary name; `commit` moves it into place, `abort` deletes it."""
+class _Writer(RLParquetWriter):
+    """An RL parquet output that also counts its rows per data_source for the manifest."""
 
     def __init__(self, path: str):
-        import tempfile
-
-        import pyarrow.parquet as pq
-
-        from .integrations.verl_data import VERL_SCHEMA
-
-        self.path = path
-        fd, self.tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path))
-        )
-        os.close(fd)
-        self.writer = pq.ParquetWriter(
-            self.tmp, VERL_SCHEMA, compression="zstd", use_dictionary=False, write_statistics=False
-        )
-        self.rows = 0
+        super().__init__(path)
         self.by_source: Counter = Counter()
 
     def write(self, table) -> None:
-        if table.num_rows:
-            self.writer.write_table(table, row_group_size=table.num_rows)
-            self.rows += table.num_rows
-            self.by_source.update(table["data_source"].to_pylist())
-
-    def commit(self) -> None:
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.writer.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        super().write(table)
+        self.by_source.update(table["data_source"].to_pylist())
 
     def summary(self) -> dict:
         return {"path": self.path, "rows": self.rows, "by_data_source": dict(sorted(self.by_source.items()))}
@@ -463,7 +431,7 @@ def mix(config: MixConfig) -> dict:
                 while remaining:
                     table = rows.take(min(config.batch_rows, remaining))
                     remaining -= table.num_rows
-                    table = _normalise(table, part)
+                    table = _to_rl_schema(table, part)
                     writers["val"].write(_renumber(table, writers["val"].rows))
                     if per_part:
                         per_part.write(_renumber(table, per_part.rows))
@@ -519,12 +487,11 @@ def mix(config: MixConfig) -> dict:
 
 def _write_block(writer: _Writer, block: np.ndarray, streams: list[_Rows], parts, first_index: int) -> None:
     """Write the rows of one output block, taking from each part's stream in the block's label order."""
-    import pyarrow as pa
 
     tables, offsets, offset = [], {}, 0
     for i in np.unique(block):
         k = int((block == i).sum())
-        tables.append(_normalise(streams[i].take(k), parts[i]))
+        tables.append(_to_rl_schema(streams[i].take(k), parts[i]))
         offsets[int(i)] = offset
         offset += k
     combined = pa.concat_tables(tables)

@@ -5,10 +5,7 @@ original release's layout: columns `images`, `query`, `answer`). Record batches 
 pyarrow and image bytes are passed through untouched, so memory stays flat in dataset size and
 no pixel is decoded or re-encoded. verl itself is not needed to write the files.
 
-Row format (what verl 0.9.1's `RLHFDataset` and reward managers read):
-`data_source`, `prompt` = [{"role": "user", "content": query}], `images` = [{"bytes": b, "path": None}],
-`ability`, `reward_model` = {"style": "rule", "ground_truth": answer},
-`extra_info` = {split, index, task, knobs, label, source, source_key, source_index, sample_index, prompt_tokens}.
+Rows are `ssl4rl.rl_row`'s schema (what verl 0.9.1's `RLHFDataset` and reward managers read).
 """
 
 from __future__ import annotations
@@ -27,61 +24,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import UserError
-from ..fileio import atomic_path, command_line, package_versions, write_json
+from ..fileio import command_line, package_versions, write_json
+from ..rl_row import ABILITY, IMAGE_PLACEHOLDER, IMAGE_TYPE, RLParquetWriter, rl_table
 
-IMAGE_PLACEHOLDER = "<image>"
-ABILITY = "visual_ssl"
 DEFAULT_BATCH_ROWS = 64  # rows per streamed record batch and output row group
 RELEASE_COLUMNS = ("images", "query", "answer")
 BUILT_COLUMNS = ("data_source", "task")
 SHARD_SPLIT = re.compile(r"^(?P<split>[^/]+?)-\d{5}(?:-of-\d{5})?\.(?:parquet|arrow)$")
 KNOWN_SPLITS = ("train", "validation", "val", "test", "dev")
 
-IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-EXTRA_INFO_TYPE = pa.struct(
-    [
-        ("split", pa.string()),
-        ("index", pa.int64()),
-        ("task", pa.string()),
-        ("knobs", pa.string()),
-        ("label", pa.string()),
-        ("source", pa.string()),
-        ("source_key", pa.string()),
-        ("source_index", pa.int64()),
-        ("sample_index", pa.int64()),
-        # prompt tokens as the builder counted them (an upper bound without its --tokenizer); null when the
-        # input does not say (release-layout data). `ssl4rl doctor` reads it when the model is not local.
-        ("prompt_tokens", pa.int64()),
-    ]
-)
-VERL_SCHEMA = pa.schema(
-    [
-        ("data_source", pa.string()),
-        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("images", pa.list_(IMAGE_TYPE)),
-        ("ability", pa.string()),
-        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
-        ("extra_info", EXTRA_INFO_TYPE),
-    ]
-)
 OUTPUTS = ("train", "val")
-
-
-def _leaf_paths(field: pa.Field, prefix: str = "") -> list[str]:
-    """Parquet column paths of a field (lists add `list.element`), for per-column writer options."""
-    path = f"{prefix}{field.name}"
-    if pa.types.is_struct(field.type):
-        return [p for child in field.type for p in _leaf_paths(child, f"{path}.")]
-    if pa.types.is_list(field.type):
-        return _leaf_paths(field.type.value_field.with_name("element"), f"{path}.list.")
-    return [path]
-
-
-_COMPRESSION = {
-    path: "none" if path == "images.list.element.bytes" else "zstd"
-    for field in VERL_SCHEMA
-    for path in _leaf_paths(field)
-}
 
 
 # ---- configuration ------------------------------------------------------------------------------
@@ -532,52 +484,6 @@ def route(config: PreprocessConfig, item: DatasetInput, batch: Batch, stats: Cou
 # ---- writing -----------------------------------------------------------------------------------
 
 
-def to_verl_table(table: pa.Table, first_index: int, ability: str) -> pa.Table:
-    n = table.num_rows
-    roles = pa.array(["user"] * n, pa.string())
-    message = pa.StructArray.from_arrays([roles, _flat(table["query"])], names=["role", "content"])
-    prompt = pa.ListArray.from_arrays(pa.array(range(0, n + 1), pa.int32()), message)
-    reward_model = pa.StructArray.from_arrays(
-        [pa.array(["rule"] * n, pa.string()), _flat(table["answer"])],
-        names=["style", "ground_truth"],
-    )
-    extra = {
-        "split": table["split"],
-        "index": pa.array(range(first_index, first_index + n), pa.int64()),
-        "task": table["task"],
-        "knobs": table["knobs"],
-        "label": table["label"],
-        "source": table["source"],
-        "source_key": table["source_key"],
-        "source_index": table["source_index"],
-        "sample_index": table["sample_index"],
-        "prompt_tokens": table["prompt_tokens"],
-    }
-    extra_info = pa.StructArray.from_arrays(
-        [_flat(extra[f.name]) for f in EXTRA_INFO_TYPE], fields=list(EXTRA_INFO_TYPE)
-    )
-    return pa.Table.from_arrays(
-        [
-            _flat(table["data_source"]),
-            prompt,
-            _flat(table["images"]),
-            pa.array([ability] * n, pa.string()),
-            reward_model,
-            extra_info,
-        ],
-        schema=VERL_SCHEMA,
-    )
-
-
-def _flat(column) -> pa.Array:
-    """One Array without copying when it already is one chunk (`combine_chunks` always copies)."""
-    if not isinstance(column, pa.ChunkedArray):
-        return column
-    if column.num_chunks == 1:
-        return column.chunk(0)
-    return column.combine_chunks()
-
-
 class OutputFile:
     """One output parquet, written through a temporary name in row groups of about `batch_rows`
     rows; `extra_info.index` counts its rows, so it is unique within the file."""
@@ -594,13 +500,7 @@ class OutputFile:
         self.tokens = {"rows": 0, "sum": 0, "min": None, "max": None, "over_max_prompt_length": 0}
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._context = atomic_path(path)
-        self._tmp = self._context.__enter__()
-        # Image bytes are PNG/JPEG/WebP already: compressing them again costs time and saves nothing.
-        # Dictionaries and min/max statistics over image blobs cost time and help no reader either.
-        self._writer = pq.ParquetWriter(
-            self._tmp, VERL_SCHEMA, compression=_COMPRESSION, use_dictionary=False, write_statistics=False
-        )
+        self._writer = RLParquetWriter(path)
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -616,11 +516,10 @@ class OutputFile:
         pending, self._pending, self._pending_rows = self._pending, [], 0
         parts = []
         for table in pending:  # converted one by one: concatenating first would copy every image
-            parts.append(to_verl_table(table, self.rows, self.ability))
+            parts.append(rl_table(table, self.rows, self.ability))
             self.rows += table.num_rows
             self._account(table)
-        out = pa.concat_tables(parts)
-        self._writer.write_table(out, row_group_size=out.num_rows)
+        self._writer.write(pa.concat_tables(parts))
 
     def _account(self, table: pa.Table) -> None:
         self.by_task.update(table["task"].to_pylist())
@@ -660,12 +559,10 @@ class OutputFile:
         self._flush()
 
     def commit(self) -> None:
-        self._writer.close()
-        self._context.__exit__(None, None, None)
+        self._writer.commit()
 
     def abort(self) -> None:
-        self._writer.close()
-        self._context.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        self._writer.abort()
 
 
 def preprocess(config: PreprocessConfig) -> dict:

@@ -22,12 +22,12 @@ from typing import Any
 EVICTED = "training/filter_groups/evicted_samples"
 SURPLUS = "training/filter_groups/discarded_surplus_samples"
 CANONICAL_METRIC = "reward"  # verl: the summed rm_scores, i.e. our "score"
-OUR_REWARD_PATHS = ("pkg://ssl4rl.reward", "pkg://ssl4rl.curriculum")
+OUR_REWARD_PATHS = ("pkg://ssl4rl.reward",)
 
 
 def reward_metric_names() -> list[str]:
     """Numeric keys every ssl4rl reward result carries (usable as filter_groups.metric)."""
-    from ..reward import output_template
+    from ...reward import output_template
 
     return [key for key, value in output_template().items() if isinstance(value, int | float)]
 

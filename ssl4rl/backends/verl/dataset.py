@@ -1,8 +1,8 @@
 """verl 0.9.1 custom dataset: `RLHFDataset` with rows generated on the fly instead of read from parquet.
 
-    data.custom_cls.path=pkg://ssl4rl.online.verl_dataset
+    data.custom_cls.path=pkg://ssl4rl.backends.verl.dataset
     data.custom_cls.name=OnlineRLHFDataset
-    data.train_files=[train.yaml]      # online specs (ssl4rl.online.spec) instead of parquet
+    data.train_files=[train.yaml]      # online specs (ssl4rl.training_data.online_spec) instead of parquet
     data.val_files=[val.yaml]
 
 verl builds it as `OnlineRLHFDataset(data_files=..., tokenizer=..., processor=..., config=data_config,
@@ -21,10 +21,10 @@ from typing import Any
 
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from ..errors import UserError
-from ..rl_row import processor_pixel_limits
-from .data import OnlineSSLData
-from .spec import is_spec_file, load_spec
+from ...errors import UserError
+from ...rl_row import processor_pixel_limits
+from ...training_data.online import OnlineSSLData
+from ...training_data.online_spec import is_spec_file, load_spec
 
 
 class _GeneratedRows:

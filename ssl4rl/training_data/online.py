@@ -35,18 +35,18 @@ from PIL import Image
 
 from ..builder.config import BuildConfig
 from ..builder.samples import ChunkResult, SampleFactory
-from ..curriculum import Curriculum, CurriculumSession
 from ..errors import UserError
 from ..images import Encoding, SkipSample
 from ..registry import UnknownNameError
+from ..rl_row import ABILITY, rl_row
 from ..tasks import get_task
-from .spec import OnlineSpec, PartSpec, load_spec
+from .curriculum import Curriculum, CurriculumSession
+from .online_spec import OnlineSpec, PartSpec, load_spec
 
 EPOCH_STREAM = 0x45504F43  # "EPOC": epoch seeds never equal a plain seed or the builder's streams
 RETRY_STREAM = 0x52545259  # "RTRY"
 MAX_ATTEMPTS = 16  # sources tried for one item before giving up (the first is its own)
 PROGRESS_MODES = ("served", "explicit")
-ABILITY = "visual_ssl"
 _CACHE_SIZE = 4  # (epoch, stage) factories and plans kept per part: epoch boundaries and stage switches
 
 
@@ -332,21 +332,7 @@ class OnlineSSLData:
         """The verl RL row of item `index` at `epoch` with curriculum stage `stage` (pure)."""
         part, local = self.locate(index)
         built = part.builder_row(local, epoch, stage)
-        extra_info = {
-            "split": built["split"],
-            "index": index,
-            "task": built["task"],
-            "knobs": built["knobs"],
-            "label": built["label"],
-            "source": built["source"],
-            "source_key": built["source_key"],
-            "source_index": built["source_index"],
-            "sample_index": built["sample_index"],
-            "prompt_tokens": built["prompt_tokens"],
-            "part": part.name,
-            "epoch": int(epoch),
-            "stage": int(stage),
-        }
+        extra = {"part": part.name, "epoch": int(epoch), "stage": int(stage)}
         ledger = self.session.ledger
         if (
             ledger is not None
@@ -354,16 +340,10 @@ class OnlineSSLData:
             and part.curriculum.uses_accuracy
             and part.fresh
         ):
-            extra_info["curriculum"] = {"ledger": ledger, "part": part.name, "stage": int(stage)}
-        return {
-            "data_source": built["data_source"],
-            "prompt": [{"role": "user", "content": built["query"]}],
-            # a PIL view is handed over as is; encoded bytes keep the parquet's {"bytes", "path"} form
-            "images": [_image_cell(image) for image in built["images"]],
-            "ability": part.spec.ability or ABILITY,
-            "reward_model": {"style": "rule", "ground_truth": built["answer"]},
-            "extra_info": extra_info,
-        }
+            extra["curriculum"] = {"ledger": ledger, "part": part.name, "stage": int(stage)}
+        # a PIL view is handed over as is; encoded bytes keep the parquet's {"bytes", "path"} form
+        images = [_image_cell(image) for image in built["images"]]
+        return rl_row(built, index=index, ability=part.spec.ability or ABILITY, images=images, **extra)
 
     # ---- checkpoints (torchdata's Stateful protocol: StatefulDataLoader saves it with the loader) ------
     def state_dict(self) -> dict[str, Any]:

@@ -35,9 +35,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UserError, require
-from ..fileio import command_line, package_versions, write_json
-from ..rl_row import PromptLength, count_placeholders, decode_image_cell, to_content_blocks
+from ...configs import CONFIG_DIR
+from ...errors import UserError, require
+from ...fileio import command_line, package_versions, write_json
+from ...rl_row import PromptLength, count_placeholders, decode_image_cell, to_content_blocks
 
 REPORT_TARGETS = ("tensorboard", "wandb")
 
@@ -168,7 +169,7 @@ class TrlGrpoConfig:
             raise UserError("--refill-rounds must be 0 or more")
         if self.refill_rounds and not self.filter_zero_signal:
             raise UserError("--refill-rounds needs --filter-zero-signal")
-        from ..reward import validate_options
+        from ...reward import validate_options
 
         self.reward_options = validate_options(self.reward_options)
         return self
@@ -241,10 +242,9 @@ def packaged_configs() -> dict[str, str]:
     """Name -> path of the TRL configs shipped in ssl4rl/configs (trl_<name>.yaml)."""
     import glob
 
-    root = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
     return {
         os.path.basename(p)[len("trl_") : -len(".yaml")]: p
-        for p in sorted(glob.glob(os.path.join(root, "trl_*.yaml")))
+        for p in sorted(glob.glob(os.path.join(CONFIG_DIR, "trl_*.yaml")))
     }
 
 
@@ -427,7 +427,7 @@ def load_rl_dataset(
 
 def _task_name(data_source: Any) -> str:
     try:
-        from ..tasks import task_for_data_source
+        from ...tasks import task_for_data_source
 
         return task_for_data_source(str(data_source)).name
     except KeyError:
@@ -617,8 +617,8 @@ def train_grpo(
         ) from None
     online_callback = None
     if is_online_spec(config.train_files):
-        from ..online.trl import online_trl_setup
-        from ..reward import trl_reward_function
+        from ...reward import trl_reward_function
+        from .online import online_trl_setup
 
         # Fresh samples every epoch, generated from the spec's source images (see docs/online.md).
         train_dataset, online_reward, online_callback = online_trl_setup(
@@ -654,7 +654,7 @@ def train_grpo(
         raise UserError(f"no usable training rows (skipped: {train_report['skipped']}); see {manifest_path}")
 
     if reward_funcs is None:
-        from ..reward import trl_reward_function
+        from ...reward import trl_reward_function
 
         reward_funcs = [with_group_metrics(trl_reward_function(**config.reward_options))]
     elif callable(reward_funcs):
@@ -662,7 +662,7 @@ def train_grpo(
 
     trainer_cls, filter_kwargs = GRPOTrainer, {}
     if config.filter_zero_signal:
-        from .trl_filtering import ZeroSignalFilter, filtering_trainer_class
+        from .filtering import ZeroSignalFilter, filtering_trainer_class
 
         trainer_cls = filtering_trainer_class()
         filter_kwargs["zero_signal_filter"] = ZeroSignalFilter(refill_rounds=config.refill_rounds)
@@ -710,8 +710,8 @@ def train_grpo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ssl4rl.integrations.trl_backend ...` (the same flags as `ssl4rl train --backend trl`)."""
-    parser = argparse.ArgumentParser(prog="python -m ssl4rl.integrations.trl_backend", description=__doc__)
+    """`python -m ssl4rl.backends.trl.train ...` (the same flags as `ssl4rl train --backend trl`)."""
+    parser = argparse.ArgumentParser(prog="python -m ssl4rl.backends.trl.train", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
