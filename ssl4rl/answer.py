@@ -54,9 +54,9 @@ def follows_format(text: object) -> bool:
 
 
 def normalize(answer: str, mode: str = "exact") -> str:
-    """Answer normalisation for scoring. `exact` reproduces the paper (strip only, case-sensitive)."""
+    """Answer normalization for scoring. `exact` reproduces the paper (strip only, case-sensitive)."""
     if mode == "exact":
         return answer.strip()
     if mode == "lenient":
         return " ".join(answer.strip().strip(".").split()).lower()
-    raise ValueError(f"unknown answer normalisation {mode!r}; use 'exact' or 'lenient'")
+    raise ValueError(f"unknown answer normalization {mode!r}; use 'exact' or 'lenient'")

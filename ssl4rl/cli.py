@@ -1,5 +1,5 @@
-"""`ssl4rl` console command. Each subcommand lives in `ssl4rl/commands/<name>.py` and is imported
-only when used, so `ssl4rl tasks` does not pay for torch, verl or TRL."""
+"""`ssl4rl` console command. Each subcommand lives in `ssl4rl/commands/<name>.py` and only the one that
+runs is imported, so `ssl4rl tasks` does not pay for building, evaluation, torch, verl or TRL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .errors import UserError
 from .registry import UnknownNameError
 
@@ -36,17 +37,20 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ssl4rl", description=__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"ssl4rl {_version()}")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand listed; only `command`'s module is imported to add its options
+    (all of them when `command` is None, e.g. for documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="ssl4rl",
+        description="Self-supervised tasks as verifiable rewards for RL fine-tuning of vision-language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"ssl4rl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # command not shipped in this build
-            raise
+        if command is not None and name != command:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(
             name,
             help=help_text,
@@ -58,14 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is not an option)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    parser = build_parser(command or "")  # "": no subcommand module is imported for `ssl4rl -h`
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -1,3 +1,5 @@
+import importlib
+
 """Errors that the CLI reports as one clear line (no traceback)."""
 
 
@@ -14,7 +16,6 @@ class MissingDependencyError(UserError):
 
 def require(module: str, extra: str, purpose: str):
     """Import an optional dependency lazily, turning ImportError into a one-line install hint."""
-    import importlib
 
     try:
         return importlib.import_module(module)

@@ -8,6 +8,7 @@ CUDA 13 stack verl 0.9.1 is tested with; `cu12` the same verl on a CUDA 12 torch
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -66,7 +67,6 @@ def stack_for_environment() -> tuple[str, dict[str, str]]:
 
 
 def glibc_version() -> tuple[int, ...] | None:
-    import platform
 
     library, version = platform.libc_ver()
     return parse_version(version) if library == "glibc" else None

@@ -1,6 +1,6 @@
 """Safe image decoding and encoding shared by every task and source.
 
-Decoding normalises every input to 8-bit RGB (EXIF orientation applied, alpha composited on white,
+Decoding normalizes every input to 8-bit RGB (EXIF orientation applied, alpha composited on white,
 16-bit scaled rather than clipped, palettes and CMYK converted) and turns each kind of bad input into
 a `SkipSample` with a short reason code that the builder counts in its manifest.
 """

@@ -25,18 +25,9 @@ from typing import Any
 from . import rl_row
 from .accuracy_ledger import record_outcome
 from .errors import UserError
+from .tasks import TASKS, reward_options, task_for_data_source
 
 BASE_KEYS = ("score", "acc", "format", "pred")
-NORMALIZATIONS = ("exact", "lenient")
-JIGSAW_MODES = ("paper", "valid_partial", "exact")
-# Option -> what it does. Options not given keep the task's own defaults, which reproduce the
-# paper's release (exact match, no format reward, jigsaw's unchecked partial credit).
-OPTIONS = {
-    "format_weight": "score = (1 - w) * task reward + w * format (0..1; paper: 0)",
-    "normalization": "answer comparison: 'exact' (paper: strip, case-sensitive) or 'lenient'",
-    "jigsaw_mode": "'paper' (fraction of positions), 'valid_partial' (0 unless a permutation) or 'exact'",
-    "partial_weight": "jigsaw valid_partial: weight of the partial credit (0..1)",
-}
 # Keyword arguments reward managers add on their own (verl's reward router); they are not options.
 FRAMEWORK_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
 MAX_PRED_CHARS = 200
@@ -46,37 +37,29 @@ class RewardError(UserError, ValueError):
     """A bad reward option or an unknown data_source; the message says what is accepted."""
 
 
+def option_help() -> dict[str, str]:
+    """Option -> what it does: the options every task takes and each task's own (`SSLTask.reward_options`).
+    Options not given keep the task's defaults, which reproduce the paper's release (exact match, no format
+    reward, jigsaw's unchecked partial credit)."""
+    return {name: option.help for name, option in reward_options().items()}
+
+
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Check option names and values (numbers may arrive as strings from a command line)."""
-    unknown = sorted(set(options) - set(OPTIONS))
+    known = reward_options()
+    unknown = sorted(set(options) - set(known))
     if unknown:
         raise RewardError(
-            f"unknown reward option(s) {', '.join(map(repr, unknown))}; known: {', '.join(OPTIONS)}"
+            f"unknown reward option(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
         )
-    checked = dict(options)
-    for name in ("format_weight", "partial_weight"):
-        if name in checked:
-            checked[name] = _unit_float(name, checked[name])
-    for name, allowed in (("normalization", NORMALIZATIONS), ("jigsaw_mode", JIGSAW_MODES)):
-        if name in checked and checked[name] not in allowed:
-            raise RewardError(f"{name} must be one of {', '.join(allowed)}; got {checked[name]!r}")
-    return checked
-
-
-def _unit_float(name: str, value: Any) -> float:
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RewardError(f"{name} must be a number in [0, 1]; got {value!r}") from None
-    if not 0.0 <= number <= 1.0:  # also rejects NaN
-        raise RewardError(f"{name} must be in [0, 1]; got {value!r}")
-    return number
+        return {name: known[name].check(name, value) for name, value in options.items()}
+    except ValueError as exc:
+        raise RewardError(str(exc)) from None
 
 
 def output_template() -> dict[str, Any]:
     """The keys every result carries, with the values a sample gets for sub-scores its task lacks."""
-    from .tasks import TASKS
-
     names = tuple(TASKS.names())
     cached = _TEMPLATE_CACHE.get(names)
     if cached is None:
@@ -96,8 +79,6 @@ _TASK_CACHE: dict[type, tuple[Any, frozenset[str] | None]] = {}
 
 def _scorer(data_source: Any):
     """(task instance, option names its `score` accepts or None for all) for a data_source."""
-    from .tasks import TASKS, task_for_data_source
-
     try:
         task_cls = task_for_data_source(str(data_source))
     except KeyError:
@@ -154,7 +135,7 @@ def compute_score(
 ) -> dict[str, Any]:
     """verl custom reward function: dispatch on `data_source` to the task's scorer.
 
-    Options (keyword arguments, see `OPTIONS`): format_weight, normalization, jigsaw_mode,
+    Options (keyword arguments, see `option_help()`): format_weight, normalization, jigsaw_mode,
     partial_weight. Without options the scores are the paper's. A sample generated under a curriculum
     that advances on accuracy (its `extra_info` names a ledger) also has its `acc` recorded there.
     """

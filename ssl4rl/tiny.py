@@ -29,8 +29,13 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+from PIL import Image
+
 from .answer import ANSWER_CLOSE, ANSWER_OPEN, FORMAT_INSTRUCTION, THINK_CLOSE, THINK_OPEN
 from .errors import require
+from .images import LoadedImage
+from .tasks import IMAGE_PLACEHOLDER, TASKS
 
 # One Qwen2.5-VL image token covers a 28x28 area (14 px patches merged 2x2).
 TINY_MIN_PIXELS = 28 * 28
@@ -162,7 +167,6 @@ def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0, reply_prior: bool = False
 def reply_answer_tokens() -> list[str]:
     """Every answer of the registered tasks (default knobs) whose answer space lists at most
     `MAX_LISTED_ANSWERS` entries, in registry order without repeats."""
-    from .tasks import TASKS
 
     answers: list[str] = []
     for name in TASKS.names():
@@ -177,11 +181,6 @@ def task_prompt_pairs(per_task: int = 3) -> tuple[tuple[str, str], ...]:
     """(task, prompt) for every registered task (image placeholders removed), generated from synthetic
     noise images: the tiny BPE learns their words (so real prompts stay short) and the reply prior sees
     each task's question. A task that cannot build from these images contributes nothing."""
-    import numpy as np
-    from PIL import Image
-
-    from .images import LoadedImage
-    from .tasks import IMAGE_PLACEHOLDER, TASKS
 
     rng = np.random.default_rng(0)
     sources = []
@@ -331,9 +330,6 @@ def _reply_ids(
 def _warm_up_reply_prior(torch, model, tokenizer, seed: int, steps: int = REPLY_PRIOR_STEPS) -> dict:
     """Next-token training on chat turns: a task's question (with random tokens standing in for its
     images) and a reply drawn from `REPLY_MIX`. Returns what was done, for `ssl4rl_tiny.json`."""
-    import numpy as np
-
-    from .tasks import TASKS
 
     rng = np.random.default_rng([seed, 0x5052494F])  # "PRIO": apart from the weights' stream
     answers = {}

@@ -62,11 +62,57 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def photo_folder(tmp_path_factory, photo_paths) -> str:
-    """A folder of 8 real photographs as PNGs (longest side 192 px), the input of builds in tests."""
-    folder = tmp_path_factory.mktemp("photos")
-    for path in photo_paths[:8]:
-        image = Image.open(path).convert("RGB")
-        image.thumbnail((192, 192))
-        image.save(folder / (os.path.splitext(os.path.basename(path))[0] + ".png"))
-    return str(folder)
+def small_photos(tmp_path_factory, photo_paths):
+    """`small_photos(side, count)`: a folder of the first `count` real photographs as PNGs, longest side
+    `side` px, written once per session per (side, count): the input of builds in tests."""
+    made: dict[tuple[int, int | None], str] = {}
+
+    def folder(side: int = 192, count: int | None = 8) -> str:
+        if (side, count) not in made:
+            root = tmp_path_factory.mktemp(f"photos{side}")
+            for path in photo_paths[:count]:
+                image = Image.open(path).convert("RGB")
+                image.thumbnail((side, side))
+                image.save(root / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+            made[(side, count)] = str(root)
+        return made[(side, count)]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def photo_folder(small_photos) -> str:
+    """8 real photographs as PNGs, longest side 192 px."""
+    return small_photos(192, 8)
+
+
+@pytest.fixture(scope="session")
+def make_rl_parquet():
+    """`make_rl_parquet(root, train_photos, tasks, val_photos=None)`: build each (task, knobs) of `tasks` on a
+    train and a validation split and preprocess them into ROOT/verl (train.parquet, val.parquet). Validation
+    rows come from `val_photos` (default the same photographs, with the validation split's seeds)."""
+    from ssl4rl.builder import BuildConfig, build
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
+
+    def make(root, train_photos: str, tasks, val_photos: str | None = None) -> str:
+        built: dict[str, list[str]] = {"train": [], "validation": []}
+        for i, (task, knobs) in enumerate(tasks):
+            for split, photos in (("train", train_photos), ("validation", val_photos or train_photos)):
+                out = os.path.join(str(root), f"{i}-{task}-{split}")
+                build(
+                    BuildConfig(
+                        task=task,
+                        source="folder",
+                        input=photos,
+                        out=out,
+                        knobs=dict(knobs),
+                        split=split,
+                        progress=False,
+                    )
+                )
+                built[split].append(out)
+        out = os.path.join(str(root), "verl")
+        preprocess(PreprocessConfig(out=out, train=built["train"], val=built["validation"], progress=False))
+        return out
+
+    return make

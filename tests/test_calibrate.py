@@ -29,7 +29,7 @@ from ssl4rl.calibration import (
 from ssl4rl.calibration import levels as levels_module
 from ssl4rl.errors import UserError
 from ssl4rl.evaluation.backends import Request, Sampling, ScriptedGenerator, sample_responses
-from ssl4rl.tasks.base import knob
+from ssl4rl.tasks.base import SSLTask, knob
 
 # ---- pass@k ----------------------------------------------------------------------------------------
 
@@ -221,13 +221,10 @@ def test_ladders_of_tasks_added_later(monkeypatch):
         size: int = knob(3, "patches")
 
     def fake_task(knobs_cls, declared=None):
-        attributes = {
-            "Knobs": knobs_cls,
-            "knob_fields": classmethod(lambda cls: list(cls.Knobs.__dataclass_fields__.values())),
-        }
+        attributes = {"Knobs": knobs_cls}
         if declared is not None:
             attributes["calibration_levels"] = declared
-        return type("FakeTask", (), attributes)
+        return type("FakeTask", (SSLTask,), attributes)  # a task class declares its ladder
 
     tasks = {
         "declared": fake_task(Plain, ({"size": 2}, {"size": 4})),

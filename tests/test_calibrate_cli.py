@@ -19,18 +19,12 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def small_photos(tmp_path_factory, photo_paths):
+def photos160(small_photos):
     """The bundled photographs at about 160 px: real content, cheap to rotate and encode."""
-    root = tmp_path_factory.mktemp("photos")
-    for path in photo_paths[:5]:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((160, 160))
-            image.save(root / (os.path.splitext(os.path.basename(path))[0] + ".png"))
-    return str(root)
+    return small_photos(160, 5)
 
 
-def test_transformers_sampling_is_seeded_and_shaped(tiny_model, small_photos):
+def test_transformers_sampling_is_seeded_and_shaped(tiny_model, photos160):
     from ssl4rl.evaluation.backends import Request, Sampling, TransformersGenerator
     from ssl4rl.tiny import TINY_MAX_PIXELS, TINY_MIN_PIXELS
 
@@ -38,8 +32,7 @@ def test_transformers_sampling_is_seeded_and_shaped(tiny_model, small_photos):
         tiny_model, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, max_new_tokens=6
     )
     images = [
-        Image.open(os.path.join(small_photos, name)).convert("RGB")
-        for name in sorted(os.listdir(small_photos))
+        Image.open(os.path.join(photos160, name)).convert("RGB") for name in sorted(os.listdir(photos160))
     ]
     requests = [
         Request("<image><image>Which angle?", images[:2]),
@@ -54,10 +47,10 @@ def test_transformers_sampling_is_seeded_and_shaped(tiny_model, small_photos):
     assert greedy == [[text, text] for text in generator.generate(requests)]
 
 
-def test_calibrate_command_end_to_end(tiny_model, small_photos, tmp_path, monkeypatch, capsys):
+def test_calibrate_command_end_to_end(tiny_model, photos160, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "calib"
-    argv = ["calibrate", "--model", tiny_model, "--task", "rotation", "--images", small_photos]
+    argv = ["calibrate", "--model", tiny_model, "--task", "rotation", "--images", photos160]
     argv += ["--levels", "90", "granularity=45", "--samples-per-level", "3", "--rollouts", "2"]
     argv += ["--max-new-tokens", "4", "--out", str(out), "--seed", "1", "--no-progress"]
     assert main(argv) == 0

@@ -61,7 +61,7 @@ def test_datasets_load_and_hold_out_whole_photographs_with_usable_sizes(demo):
     import datasets
     import pyarrow.parquet as pq
 
-    from ssl4rl.commands.demo import MIN_PHOTOS_PER_SIDE
+    from ssl4rl.demo.photos import MIN_PHOTOS_PER_SIDE
 
     out, _, _ = demo
     for task in TASKS:
@@ -183,7 +183,7 @@ def test_report_states_chance_levels_and_what_the_tiny_model_can_learn(demo):
 
 
 def test_photo_split_keeps_scenes_together_and_both_sides_usable():
-    from ssl4rl.commands.demo import MIN_PHOTOS_PER_SIDE, split_photos
+    from ssl4rl.demo.photos import MIN_PHOTOS_PER_SIDE, split_photos
 
     paths = [f"/p/{name}.png" for name in "abcdefghij"] + ["/p/moto_left.png", "/p/moto_right.png"]
     split = split_photos(paths, 0.3, seed=0)
@@ -203,20 +203,6 @@ def test_existing_outputs_are_not_replaced_without_overwrite(demo, capsys):
     assert main(["demo", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "manifest.json").exists()
-
-
-def test_reward_only_evaluation_fallback_scores_every_held_out_row(demo, tmp_path):
-    import pyarrow.parquet as pq
-
-    from ssl4rl.commands.demo import _evaluate_with_reward
-
-    out, _, _ = demo
-    val = out / "verl" / "val.parquet"
-    result = _evaluate_with_reward(str(out / "model"), str(val), str(tmp_path / "eval"), max_new_tokens=4)
-    rows = pq.read_table(val).num_rows
-    assert sum(task["n"] for task in result["tasks"].values()) == rows
-    assert all(0.0 <= task["acc"] <= 100.0 for task in result["tasks"].values())
-    assert len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == rows
 
 
 def test_own_image_folder_with_too_few_images_is_a_user_error(tmp_path, capsys):

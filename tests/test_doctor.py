@@ -14,32 +14,30 @@ pytest.importorskip("torchvision")
 
 from ssl4rl.backends.verl import doctor, resources  # noqa: E402
 from ssl4rl.backends.verl import launch as vl  # noqa: E402
-from ssl4rl.builder import BuildConfig, build  # noqa: E402
+from ssl4rl.backends.verl.recipes import get_recipe  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
-from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess  # noqa: E402
 
 GIB = resources.GIB
 SMALL_BATCH = ["data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4"]
 
 
 @pytest.fixture(scope="module")
-def rl_dir(tmp_path_factory, photo_folder) -> str:
+def rl_dir(tmp_path_factory, photo_folder, small_photos, make_rl_parquet) -> str:
+    """RL parquet of rotation (2 images) and 3x3 jigsaw (9) rows: training rows from 8 photographs,
+    validation rows from the other ones (the same photograph in both could give identical rows)."""
     root = tmp_path_factory.mktemp("doctor")
-    built = []
-    for task, knobs in (("rotation", {}), ("jigsaw", {"grid": "3"})):
-        out = str(root / f"{task}")
-        build(
-            BuildConfig(task=task, source="folder", input=photo_folder, out=out, knobs=knobs, progress=False)
-        )
-        built.append(out)
-    preprocess(PreprocessConfig(out=str(root / "verl"), train=built, holdout_fraction=0.25, progress=False))
-    return str(root / "verl")
+    held_out = sorted(set(os.listdir(small_photos(192, None))) - set(os.listdir(photo_folder)))
+    val_photos = root / "val_photos"
+    val_photos.mkdir()
+    for name in held_out:
+        (val_photos / name).symlink_to(os.path.join(small_photos(192, None), name))
+    return make_rl_parquet(root, photo_folder, [("rotation", {}), ("jigsaw", {"grid": "3"})], str(val_photos))
 
 
 def run_preflight(tmp_path, model, data_dir, *extra, login=True, resume=None, gpu_memory_gb=None):
     launch = vl.build_launch(
-        vl.get_recipe("mmbench_jigsaw"),
+        get_recipe("mmbench_jigsaw"),
         vl.Layout(1, 1),
         model=model,
         data_dir=data_dir,
@@ -148,8 +146,8 @@ def test_existing_checkpoints_are_never_resumed_unless_asked(tmp_path, tiny_mode
 
 
 def test_fresh_runs_get_their_own_directory_and_no_resume(tmp_path):
-    first = vl.build_launch(vl.get_recipe("mmbench_rotation"), run=vl.RunOptions(str(tmp_path), run_id="a"))
-    second = vl.build_launch(vl.get_recipe("mmbench_rotation"), run=vl.RunOptions(str(tmp_path), run_id="b"))
+    first = vl.build_launch(get_recipe("mmbench_rotation"), run=vl.RunOptions(str(tmp_path), run_id="a"))
+    second = vl.build_launch(get_recipe("mmbench_rotation"), run=vl.RunOptions(str(tmp_path), run_id="b"))
     assert first.run_dir != second.run_dir and os.path.isabs(first.run_dir)
     assert "trainer.resume_mode=disable" in first.overrides
     assert any(o.endswith(f"VERL_FILE_LOGGER_PATH={first.run_dir}/metrics.jsonl") for o in first.overrides)
@@ -159,9 +157,7 @@ QWEN_3B_PARAMS = 3_754_622_976
 
 
 def recipe_config(*extra: str):
-    launch = vl.build_launch(
-        vl.get_recipe("mmbench_rotation"), vl.Layout(1, 1), extra=list(extra), attn="sdpa"
-    )
+    launch = vl.build_launch(get_recipe("mmbench_rotation"), vl.Layout(1, 1), extra=list(extra), attn="sdpa")
     return doctor.composed_config(launch)
 
 
@@ -196,7 +192,7 @@ def test_ray_cpu_need_and_the_count_train_sets(monkeypatch):
         doctor.OK if resources.available_cpus() >= 13 else doctor.FAIL
     )
     monkeypatch.setattr(resources, "available_cpus", lambda: 2)
-    launch = vl.build_launch(vl.get_recipe("mmbench_rotation"), vl.Layout(1, 1), attn="sdpa")
+    launch = vl.build_launch(get_recipe("mmbench_rotation"), vl.Layout(1, 1), attn="sdpa")
     values, notes = doctor.adjustments(config, doctor.Facts(), launch, local_ray=True)
     assert values == {"ray_kwargs.ray_init.num_cpus": 13} and "wait forever" in notes[0]
 

@@ -13,7 +13,7 @@ from ssl4rl.cli import main
 from ssl4rl.errors import UserError
 from ssl4rl.evaluation.backends import ScriptedGenerator
 from ssl4rl.evaluation.compare import compare_reports, load_run, write_comparison
-from ssl4rl.evaluation.runner import BenchmarkRun, evaluate_benchmark
+from ssl4rl.evaluation.runner import BenchmarkEvalConfig, evaluate_benchmark
 from ssl4rl.evaluation.synthetic import SyntheticQuestion, write_vlmeval_tsv
 from ssl4rl.evaluation.vlmeval import (
     import_predictions,
@@ -67,7 +67,9 @@ def two_runs(bench_tsv, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     reports = {}
     for name, errs in (("base", 0), ("tuned", 99)):
-        run = BenchmarkRun(benchmark="mmbench", data=bench_tsv, out=str(root / name), model=f"/models/{name}")
+        run = BenchmarkEvalConfig(
+            benchmark="mmbench", data=bench_tsv, out=str(root / name), model=f"/models/{name}"
+        )
         reports[name] = evaluate_benchmark(run, ScriptedGenerator(responder(errs)))
     return root, reports
 

@@ -10,7 +10,7 @@ import pytest
 
 from ssl4rl.errors import UserError
 from ssl4rl.evaluation.backends import Request, ScriptedGenerator
-from ssl4rl.evaluation.runner import BenchmarkRun, evaluate_benchmark
+from ssl4rl.evaluation.runner import BenchmarkEvalConfig, evaluate_benchmark
 from ssl4rl.evaluation.synthetic import SyntheticQuestion, write_vlmeval_tsv
 
 LOGIC, RELATION, ATTRIBUTE = "logic_reasoning", "relation_reasoning", "attribute_reasoning"
@@ -95,7 +95,7 @@ def tsv_plain(tmp_path_factory):
 
 
 def run_config(data, out, **overrides):
-    return BenchmarkRun(
+    return BenchmarkEvalConfig(
         benchmark="mmbench", data=data, out=str(out), model="scripted", batch_size=4, **overrides
     )
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ssl4rl.evaluation.backends import Request, ScriptedGenerator
-from ssl4rl.evaluation.ssl_eval import SSLRun, evaluate_ssl, read_ssl_samples
+from ssl4rl.evaluation.ssl_eval import SSLEvalConfig, evaluate_ssl, read_ssl_samples
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,9 @@ def expected_accuracy(answers: list[str]) -> float:
 def test_built_datasets_per_knob(rotation_datasets, tmp_path):
     answers = answers_by_granularity(rotation_datasets)
     generator = ScriptedGenerator(always_90)
-    report = evaluate_ssl(SSLRun(data=str(rotation_datasets), out=str(tmp_path), model="scripted"), generator)
+    report = evaluate_ssl(
+        SSLEvalConfig(data=str(rotation_datasets), out=str(tmp_path), model="scripted"), generator
+    )
     rows = {row["knobs"]: row for row in report["rows"]}
     assert set(rows) == {"crop=common, granularity=90", "crop=common, granularity=45"}
     for granularity in (90, 45):
@@ -76,7 +78,7 @@ def test_built_datasets_per_knob(rotation_datasets, tmp_path):
     # resumable: a second run asks nothing
     again = ScriptedGenerator(always_90)
     assert (
-        evaluate_ssl(SSLRun(data=str(rotation_datasets), out=str(tmp_path), model="scripted"), again)
+        evaluate_ssl(SSLEvalConfig(data=str(rotation_datasets), out=str(tmp_path), model="scripted"), again)
         == report
     )
     assert again.batches == []
@@ -98,7 +100,9 @@ def test_verl_parquet_from_preprocess(rotation_datasets, tmp_path):
     assert samples and not skipped
     assert all(s.task == "rotation" and s.prompt.startswith("<image><image>") for s in samples)
     report = evaluate_ssl(
-        SSLRun(data=str(verl_dir / "val.parquet"), out=str(tmp_path / "out"), model="scripted", batch_size=3),
+        SSLEvalConfig(
+            data=str(verl_dir / "val.parquet"), out=str(tmp_path / "out"), model="scripted", batch_size=3
+        ),
         ScriptedGenerator(always_90),
     )
     answers = [s.answer for s in samples]
@@ -114,7 +118,7 @@ def test_reward_options_reach_the_scorer(rotation_datasets, tmp_path):
     def no_format(request):
         return "90"  # right answer text but no tags: exact-match reward needs <answer>
 
-    run = SSLRun(
+    run = SSLEvalConfig(
         data=str(rotation_datasets / "rotation-90"),
         out=str(tmp_path),
         model="scripted",

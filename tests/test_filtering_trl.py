@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from ssl4rl.backends.trl.filtering import (
+from ssl4rl.backends.trl.zero_signal import (
     ZeroSignalFilter,
     combined_rewards,
     group_labels,
@@ -53,7 +53,7 @@ def test_rewards_are_combined_as_trl_weights_and_sums_them():
     # two functions that cancel: the weighted sum is constant, so the group has no signal
     assert zero_signal_groups(combined_rewards(per_func[:2], [1.0, 1.0]), 2).tolist() == [True]
     assert zero_signal_groups(combined_rewards(per_func[:2], [2.0, 1.0]), 2).tolist() == [False]
-    # normalize_then_sum normalises each function per group: any varying function is signal
+    # normalize_then_sum normalizes each function per group: any varying function is signal
     assert zero_signal_groups_per_function(per_func[:2], 2).tolist() == [False]
     assert zero_signal_groups_per_function([[1.0, 0.2], [1.0, 0.2]], 2).tolist() == [True]
 
@@ -181,10 +181,13 @@ def _train(tiny_model, data_dir, out, settings: ZeroSignalFilter, steps=3):
     from transformers import AutoProcessor
     from transformers.integrations import TensorBoardCallback
 
-    from ssl4rl.backends.trl import train as tb
-    from ssl4rl.backends.trl.filtering import filtering_trainer_class
+    from ssl4rl.backends.trl.config import TrlGrpoConfig
+    from ssl4rl.backends.trl.data import load_rl_dataset
+    from ssl4rl.backends.trl.filtering import FilteringGRPOTrainer
+    from ssl4rl.backends.trl.rewards import with_group_metrics
+    from ssl4rl.backends.trl.train import grpo_arguments
 
-    config = tb.TrlGrpoConfig(
+    config = TrlGrpoConfig(
         model=tiny_model,
         train_files=[os.path.join(data_dir, "train.parquet")],
         output_dir=str(out),
@@ -201,10 +204,10 @@ def _train(tiny_model, data_dir, out, settings: ZeroSignalFilter, steps=3):
     ).validate()
     torch.set_num_threads(1)  # a model this small runs fastest single-threaded
     processor = AutoProcessor.from_pretrained(tiny_model, padding_side="left")
-    dataset, _ = tb.load_rl_dataset([config.train_files[0]], processor, max_prompt_length=1024)
+    dataset, _ = load_rl_dataset([config.train_files[0]], processor, max_prompt_length=1024)
     outputs = []
 
-    class Recording(filtering_trainer_class()):
+    class Recording(FilteringGRPOTrainer):
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
             if self.model.training:
@@ -213,8 +216,8 @@ def _train(tiny_model, data_dir, out, settings: ZeroSignalFilter, steps=3):
 
     trainer = Recording(
         model=tiny_model,
-        reward_funcs=[tb.with_group_metrics(_position_is_hopeless)],
-        args=tb.grpo_arguments(config, cuda=False, bf16=False),
+        reward_funcs=[with_group_metrics(_position_is_hopeless)],
+        args=grpo_arguments(config, cuda=False, bf16=False),
         train_dataset=dataset,
         processing_class=processor,
         callbacks=[TensorBoardCallback(SummaryWriter(log_dir=str(out / "tb")))],
@@ -292,9 +295,10 @@ def test_refill_replaces_hopeless_groups_with_fresh_prompts(tiny_model, mixed_da
 
 def test_backend_trains_on_a_mix_and_logs_each_task_apart(tiny_model, mixed_data, tmp_path):
     """The standard `train_grpo` path (SSL reward, backend group metrics) on `ssl4rl mix` output."""
-    from ssl4rl.backends.trl import train as tb
+    from ssl4rl.backends.trl.config import TrlGrpoConfig
+    from ssl4rl.backends.trl.train import train_grpo
 
-    config = tb.TrlGrpoConfig(
+    config = TrlGrpoConfig(
         model=tiny_model,
         train_files=[os.path.join(mixed_data, "train.parquet")],
         output_dir=str(tmp_path / "run"),
@@ -308,7 +312,7 @@ def test_backend_trains_on_a_mix_and_logs_each_task_apart(tiny_model, mixed_data
         gradient_checkpointing=False,
         report_to=["tensorboard"],
     )
-    manifest = tb.train_grpo(config)
+    manifest = train_grpo(config)
     assert manifest["train_data"]["rows_per_data_source"] == {"ssl4rl/position": 4, "ssl4rl/rotation": 12}
     scalars = _scalars(str(tmp_path / "run" / "tensorboard"))
     for task in ("rotation", "position"):

@@ -19,10 +19,11 @@ from ssl4rl.backends.verl.filtering import (  # noqa: E402
     reward_metric_names,
     zero_signal_fraction,
 )
+from ssl4rl.backends.verl.recipes import load_mixes, load_recipes  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
 
-RECIPES = vl.load_recipes()
+RECIPES = load_recipes()
 FILTER = "+filter=zero_signal"
 
 
@@ -109,7 +110,6 @@ def test_mix_recipe_validates_with_and_without_filtering_and_dry_run_prints_it(c
 
 
 def test_every_mix_names_task_recipes_that_exist():
-    from ssl4rl.commands.mix import load_mixes
 
     mixes = load_mixes()
     assert mixes

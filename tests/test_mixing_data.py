@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ssl4rl.backends.verl.recipes import mix_parts
 from ssl4rl.cli import main
 from ssl4rl.errors import UserError
 from ssl4rl.rl_row import RL_SCHEMA
@@ -213,9 +214,8 @@ def test_cli_mixes_and_reports(parts, tmp_path, capsys):
 
 
 def test_recipe_mix_reads_the_task_recipes_data_dirs(tmp_path, monkeypatch, capsys):
-    from ssl4rl.commands.mix import recipe_parts
 
-    specs, weights, out = recipe_parts("mmbench_mix")
+    specs, weights, out = mix_parts("mmbench_mix")
     assert out == "data/verl/mmbench/mix" and set(weights) == {s.split("=")[0] for s in specs}
     monkeypatch.chdir(tmp_path)
     for spec in specs:

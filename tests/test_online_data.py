@@ -17,7 +17,7 @@ from ssl4rl.builder import BuildConfig, build
 from ssl4rl.errors import UserError
 from ssl4rl.tasks.position import quadrant_box
 from ssl4rl.training_data.online import OnlineSSLData, epoch_seed
-from ssl4rl.training_data.online_spec import OnlineSpec, PartSpec, load_spec
+from ssl4rl.training_data.online_spec import OnlineDataConfig, OnlinePartConfig, load_spec
 
 TASKS = ("rotation", "jigsaw", "position", "contrastive")
 
@@ -38,7 +38,9 @@ def photo_dir(tmp_path_factory, photo_paths) -> str:
 
 def online(photo_dir, task, **part) -> OnlineSSLData:
     part.setdefault("image_format", "encoded")  # the builder's bytes, comparable with the static parquet
-    return OnlineSSLData(OnlineSpec(parts=[PartSpec(task=task, source="folder", input=photo_dir, **part)]))
+    return OnlineSSLData(
+        OnlineDataConfig(parts=[OnlinePartConfig(task=task, source="folder", input=photo_dir, **part)])
+    )
 
 
 def pixels(image) -> np.ndarray:
@@ -174,9 +176,9 @@ def test_unusable_sources_are_replaced_deterministically(photo_dir):
 
 
 def test_served_counts_are_the_epoch_and_steps_follow_the_batch(photo_dir):
-    spec = OnlineSpec(
+    spec = OnlineDataConfig(
         parts=[
-            PartSpec(
+            OnlinePartConfig(
                 task="rotation",
                 source="folder",
                 input=photo_dir,
@@ -200,10 +202,10 @@ def test_served_counts_are_the_epoch_and_steps_follow_the_batch(photo_dir):
 
 def test_explicit_epochs_and_fixed_validation_splits(photo_dir):
     data = OnlineSSLData(
-        OnlineSpec(
+        OnlineDataConfig(
             parts=[
-                PartSpec(task="rotation", source="folder", input=photo_dir, name="train_rot"),
-                PartSpec(
+                OnlinePartConfig(task="rotation", source="folder", input=photo_dir, name="train_rot"),
+                OnlinePartConfig(
                     task="rotation", source="folder", input=photo_dir, name="val_rot", split="validation"
                 ),
             ]

@@ -42,14 +42,15 @@ def _train(tiny_model, spec_path, out, reward_fn, epochs: int = 2):
     from transformers import AutoProcessor
     from trl import GRPOTrainer
 
-    from ssl4rl.backends.trl import train as tb
+    from ssl4rl.backends.trl.config import TrlGrpoConfig
     from ssl4rl.backends.trl.online import online_trl_setup
+    from ssl4rl.backends.trl.train import grpo_arguments
 
     processor = AutoProcessor.from_pretrained(tiny_model, padding_side="left")
     dataset, reward, callback = online_trl_setup(
         load_spec(str(spec_path)), processor, max_prompt_length=1024, reward_fn=reward_fn
     )
-    settings = tb.TrlGrpoConfig(
+    settings = TrlGrpoConfig(
         model=tiny_model,
         train_files=[str(spec_path)],
         output_dir=str(out),
@@ -66,7 +67,7 @@ def _train(tiny_model, spec_path, out, reward_fn, epochs: int = 2):
     trainer = GRPOTrainer(
         model=tiny_model,
         reward_funcs=[reward],
-        args=tb.grpo_arguments(settings, cuda=False, bf16=False),
+        args=grpo_arguments(settings, cuda=False, bf16=False),
         train_dataset=dataset,
         processing_class=processor,
         callbacks=[callback],

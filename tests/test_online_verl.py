@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("verl")
 pytest.importorskip("torchvision")  # the Qwen2.5-VL processor needs it in transformers 5
@@ -32,13 +30,9 @@ LAYOUT = [
 
 
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory, photo_paths) -> dict[str, str]:
+def specs(tmp_path_factory, photo_folder) -> dict[str, str]:
     root = tmp_path_factory.mktemp("online_specs")
-    (root / "photos").mkdir()
-    for path in photo_paths[:8]:
-        image = Image.open(path).convert("RGB")
-        image.thumbnail((192, 192))
-        image.save(root / "photos" / (os.path.splitext(os.path.basename(path))[0] + ".png"))
+    (root / "photos").symlink_to(photo_folder)
     files = {
         "train": "source: folder\ninput: photos\nparts:\n  - {task: rotation, limit: 4}\n  - {task: jigsaw, limit: 4}\n",
         "val": "task: position\nsource: folder\ninput: photos\nsplit: validation\nlimit: 4\n",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ssl4rl.reward import OPTIONS, RewardError, compute_score, output_template
+from ssl4rl.reward import RewardError, compute_score, option_help, output_template
 from ssl4rl.tasks import TASKS, get_task
 
 # (data_source, knobs): every registered task at its defaults, plus harder settings of some
@@ -122,7 +122,7 @@ def test_framework_kwargs_and_string_numbers_are_accepted():
         reward_model_tokenizer=None,
         format_weight="0.25",
     )
-    assert result["score"] == 1.0 and set(OPTIONS) == {
+    assert result["score"] == 1.0 and set(option_help()) == {
         "format_weight",
         "normalization",
         "jigsaw_mode",

@@ -244,7 +244,7 @@ def test_same_seed_gives_identical_bytes(photos):
     assert len({generate(task, photos[4], seed).answer for seed in range(12)}) > 1
 
 
-def test_knobs_are_validated_and_normalised():
+def test_knobs_are_validated_and_normalized():
     assert get_task("flip_patch", grid="3x3").knob_dict() == {"grid": "3", "flips": "both", "min_change": 2.0}
     assert get_task("flip_patch", grid=" 2 x 5 ").knob_dict()["grid"] == "2x5"
     for bad in ({"grid": "1"}, {"grid": "7"}, {"grid": "abc"}, {"flips": "diagonal"}, {"flips": "Both"}):
@@ -277,7 +277,7 @@ def test_scoring_exact_answer_and_partial_parts():
         "3 vertical": (0.0, 1.0, 0.0),
         "2 horizontal": (0.0, 0.0, 1.0),
         "1 vertical": (0.0, 0.0, 0.0),
-        "3 Horizontal": (0.0, 0.0, 0.0),  # exact normalisation is case-sensitive, as released
+        "3 Horizontal": (0.0, 0.0, 0.0),  # exact normalization is case-sensitive, as released
         "3, horizontal": (0.0, 0.0, 0.0),
         "patch 3 horizontal": (0.0, 0.0, 0.0),
         "3": (0.0, 0.0, 0.0),

@@ -233,7 +233,7 @@ def test_same_seed_gives_identical_bytes(photos, granularity):
     assert len({generate(task, source, seed).answer for seed in range(20)}) > 1
 
 
-def test_knobs_are_validated_and_normalised():
+def test_knobs_are_validated_and_normalized():
     assert get_task("rotation", granularity="45").knob_dict() == {"granularity": 45, "crop": "common"}
     for bad in (0, 360, 7, -90, 720, "abc", True, 22.5):
         with pytest.raises(ValueError):

@@ -14,36 +14,21 @@ pytestmark = pytest.mark.filterwarnings(
 )  # numpy copy= notice inside transformers
 
 from ssl4rl import rl_row  # noqa: E402
-from ssl4rl.backends.trl import train as tb  # noqa: E402
+from ssl4rl.backends.trl.config import TrlGrpoConfig, load_yaml_config  # noqa: E402
+from ssl4rl.backends.trl.data import load_rl_dataset  # noqa: E402
+from ssl4rl.backends.trl.train import train_grpo  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def verl_data(tmp_path_factory, photo_paths):
+def verl_data(tmp_path_factory, small_photos, make_rl_parquet):
     """Two SSL tasks built from real photographs (downscaled to 160 px for speed), converted by `ssl4rl preprocess`."""
-    from PIL import Image
-
-    from ssl4rl.builder import BuildConfig, build
-    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
-
-    root = tmp_path_factory.mktemp("data")
-    photos = root / "photos"
-    photos.mkdir()
-    for path in photo_paths[:6]:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((160, 160))
-            image.save(photos / (os.path.splitext(os.path.basename(path))[0] + ".png"))
-    built = []
-    for task in ("rotation", "position"):
-        out = str(root / "built" / task)
-        build(BuildConfig(task=task, source="folder", input=str(photos), out=out, seed=0, progress=False))
-        built.append(out)
-    preprocess(PreprocessConfig(out=str(root / "verl"), train=built, holdout_fraction=0.2, progress=False))
-    return str(root / "verl")
+    return make_rl_parquet(
+        tmp_path_factory.mktemp("data"), small_photos(160, 6), [("rotation", {}), ("position", {})]
+    )
 
 
-def _config(tiny_model, verl_data, out, **overrides) -> tb.TrlGrpoConfig:
+def _config(tiny_model, verl_data, out, **overrides) -> TrlGrpoConfig:
     settings = dict(
         model=tiny_model,
         train_files=[os.path.join(verl_data, "train.parquet")] if verl_data else [],
@@ -60,7 +45,7 @@ def _config(tiny_model, verl_data, out, **overrides) -> tb.TrlGrpoConfig:
         report_to=["tensorboard"],
     )
     settings.update(overrides)
-    return tb.TrlGrpoConfig(**settings)
+    return TrlGrpoConfig(**settings)
 
 
 def _scalar_tags(event_dir: str) -> dict[str, list[float]]:
@@ -76,7 +61,7 @@ def test_training_writes_loadable_checkpoints_and_per_task_metrics(tiny_model, v
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    manifest = tb.train_grpo(_config(tiny_model, verl_data, tmp_path / "run"))
+    manifest = train_grpo(_config(tiny_model, verl_data, tmp_path / "run"))
 
     assert manifest["status"] == "done" and manifest["global_step"] == 4
     assert manifest["checkpoints"] == ["checkpoint-2", "checkpoint-4"]
@@ -153,7 +138,7 @@ def test_grpo_learns_a_reachable_reward_and_not_with_zero_learning_rate(
         report_to=["none"],
         seed=0,
     )
-    tb.train_grpo(config, reward_funcs=_digit_reward(AutoTokenizer.from_pretrained(tiny_model)))
+    train_grpo(config, reward_funcs=_digit_reward(AutoTokenizer.from_pretrained(tiny_model)))
     rewards = _rewards(out)
     assert len(rewards) == 20
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
@@ -199,7 +184,7 @@ def test_dataset_loading_skips_and_counts_unusable_rows(tiny_model, verl_data, t
     pq.write_table(table.from_pylist(rows, schema=table.schema), bad)
     processor = AutoProcessor.from_pretrained(tiny_model)
 
-    dataset, report = tb.load_rl_dataset([str(bad)], processor, max_prompt_length=1024)
+    dataset, report = load_rl_dataset([str(bad)], processor, max_prompt_length=1024)
     assert report["skipped"] == {"image_placeholder_mismatch": 1, "unreadable_row": 1}
     assert len(dataset) == len(rows) - 2 == report["rows_kept"]
     first = dataset[0]
@@ -207,7 +192,7 @@ def test_dataset_loading_skips_and_counts_unusable_rows(tiny_model, verl_data, t
     assert all(image.mode == "RGB" for image in first["images"])
 
     # a prompt budget below the shortest prompt drops everything, counted as too long
-    _, report = tb.load_rl_dataset([str(bad)], processor, max_prompt_length=20)
+    _, report = load_rl_dataset([str(bad)], processor, max_prompt_length=20)
     assert report["rows_kept"] == 0 and report["skipped"]["prompt_too_long"] == len(rows) - 2
     # the prompt length matches what the processor really produces
     length = rl_row.PromptLength(processor, fetch_resize=False)(rows[2]["prompt"], rows[2]["images"])
@@ -217,7 +202,7 @@ def test_dataset_loading_skips_and_counts_unusable_rows(tiny_model, verl_data, t
     assert length == len(encoded["input_ids"][0])
 
     good = os.path.join(verl_data, "train.parquet")
-    _, report = tb.load_rl_dataset([good], processor, tasks=["position"], limit=2)
+    _, report = load_rl_dataset([good], processor, tasks=["position"], limit=2)
     assert report["rows_kept"] == 2 and report["rows_per_data_source"] == {"ssl4rl/position": 2}
 
 
@@ -260,9 +245,9 @@ def test_cli_flags_override_yaml_and_packaged_configs_resolve(tmp_path, capsys):
     assert printed["learning_rate"] == 1e-6 and printed["lr_scheduler_type"] == "constant"
 
     for name in ("paper", "1gpu", "tiny_cpu"):
-        values = tb.load_yaml_config(name)
-        tb.TrlGrpoConfig(model="m", train_files=["x"], output_dir="o", **values).validate()
-    paper = tb.load_yaml_config("trl_paper.yaml")
+        values = load_yaml_config(name)
+        TrlGrpoConfig(model="m", train_files=["x"], output_dir="o", **values).validate()
+    paper = load_yaml_config("trl_paper.yaml")
     assert (paper["num_generations"], paper["beta"], paper["learning_rate"]) == (5, 0.01, 1e-6)
     assert paper["max_prompt_length"] == 1024 and paper["max_completion_length"] == 2048
 
@@ -283,7 +268,7 @@ def test_bad_configuration_is_a_one_line_user_error(change, message):
     )
     settings.update(change)
     with pytest.raises(UserError, match=message):
-        tb.TrlGrpoConfig(**settings).validate()
+        TrlGrpoConfig(**settings).validate()
 
 
 def test_unknown_yaml_field_and_missing_columns_are_user_errors(tmp_path, tiny_model):
@@ -294,11 +279,11 @@ def test_unknown_yaml_field_and_missing_columns_are_user_errors(tmp_path, tiny_m
     config = tmp_path / "c.yaml"
     config.write_text("num_generation: 5\n")
     with pytest.raises(UserError, match="unknown field"):
-        tb.load_yaml_config(str(config))
+        load_yaml_config(str(config))
     plain = tmp_path / "plain.parquet"
     pq.write_table(pa.table({"query": ["q"], "answer": ["a"]}), plain)
     with pytest.raises(UserError, match="missing column"):
-        tb.load_rl_dataset([str(plain)], AutoProcessor.from_pretrained(tiny_model))
+        load_rl_dataset([str(plain)], AutoProcessor.from_pretrained(tiny_model))
 
 
 @pytest.mark.gpu
@@ -307,7 +292,7 @@ def test_trains_on_one_cuda_gpu_with_bf16(tiny_model, verl_data, tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    manifest = tb.train_grpo(
+    manifest = train_grpo(
         _config(
             tiny_model, verl_data, tmp_path / "gpu", device="cuda", torch_threads=0, max_steps=2, save_steps=0
         )
@@ -325,7 +310,7 @@ def test_zero_signal_filtering_is_switched_on_from_the_config(tiny_model, verl_d
     config = _config(
         tiny_model, verl_data, tmp_path / "run", max_steps=2, save_steps=0, filter_zero_signal=True
     )
-    tb.train_grpo(config.validate())
+    train_grpo(config.validate())
     assert {"filter/zero_signal_frac", "filter/dropped_groups"} <= _logged_keys(tmp_path / "run")
     with pytest.raises(UserError, match="--refill-rounds needs --filter-zero-signal"):
         _config(tiny_model, verl_data, tmp_path / "bad", refill_rounds=1).validate()
@@ -343,6 +328,6 @@ def test_online_spec_trains_through_the_backend(tiny_model, photo_paths, tmp_pat
     spec = tmp_path / "rotation.yaml"
     spec.write_text(f"task: rotation\nsource: folder\ninput: {tmp_path / 'photos'}\n")
     config = _config(tiny_model, None, tmp_path / "run", train_files=[str(spec)], max_steps=2, save_steps=0)
-    manifest = tb.train_grpo(config.validate())
+    manifest = train_grpo(config.validate())
     assert manifest["train_data"]["online"] is True and manifest["status"] == "done"
     assert any(key.startswith("ssl4rl/rotation/") for key in _logged_keys(tmp_path / "run"))

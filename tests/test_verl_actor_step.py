@@ -21,14 +21,13 @@ pytest.importorskip("verl")
 pytest.importorskip("torchvision")
 pytestmark = pytest.mark.slow
 
-from ssl4rl.builder import BuildConfig, build  # noqa: E402
-from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "support", "verl_cpu_grpo_step.py")
 
 
 @pytest.fixture(scope="module")
-def rl_files(tmp_path_factory, photo_folder) -> list[str]:
+def rl_files(tmp_path_factory, photo_folder, make_rl_parquet) -> list[str]:
+    """One parquet per image count: rotation (2 images), jigsaw 2x2 (4) and 3x3 (9)."""
     root = tmp_path_factory.mktemp("actor_step")
     files = []
     for name, task, knobs in (
@@ -36,16 +35,9 @@ def rl_files(tmp_path_factory, photo_folder) -> list[str]:
         ("jig2", "jigsaw", {"grid": "2"}),
         ("jig3", "jigsaw", {"grid": "3"}),
     ):
-        built = str(root / "ssl" / name)
-        build(
-            BuildConfig(
-                task=task, source="folder", input=photo_folder, out=built, knobs=knobs, progress=False
-            )
+        files.append(
+            os.path.join(make_rl_parquet(root / name, photo_folder, [(task, knobs)]), "train.parquet")
         )
-        preprocess(
-            PreprocessConfig(out=str(root / name), train=[built], holdout_fraction=0.2, progress=False)
-        )
-        files.append(str(root / name / "train.parquet"))
     return files
 
 

@@ -6,7 +6,6 @@ would (same search path, same overrides) and runs `verl.utils.config.validate_co
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shlex
@@ -19,13 +18,13 @@ pytest.importorskip("verl")
 pytest.importorskip("hydra")
 
 from ssl4rl.backends.verl import launch as vl  # noqa: E402
+from ssl4rl.backends.verl.recipes import load_mixes, load_recipes  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
-from ssl4rl.commands.mix import load_mixes  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUTS = [vl.Layout(1, 1), vl.Layout(1, 8), vl.Layout(2, 8)]
-RECIPES = vl.load_recipes()
+RECIPES = load_recipes()
 MIXES = load_mixes()  # multi-task recipes ({benchmark}_{mix}) besides benchmark x task
 
 
@@ -242,7 +241,6 @@ def test_cli_errors_are_one_line(capsys):
 
 
 def test_trl_only_flags_are_refused_for_verl(capsys):
-    pytest.importorskip("ssl4rl.backends.trl.train")
     assert main(["train", "--recipe", "mmbench_rotation", "--dry-run", "--num-generations", "4"]) == 2
     assert "--num-generations only apply to --backend trl" in capsys.readouterr().err
 
@@ -265,14 +263,14 @@ def test_list_shows_every_recipe(capsys):
         assert re.search(rf"^{name}\s", out, re.M)
 
 
-def test_launchers_are_thin_and_match_the_recipe_table():
-    scripts = sorted(glob.glob(os.path.join(ROOT, "verl", "run_*.sh")))
-    names = [os.path.basename(s)[len("run_") : -len(".sh")] for s in scripts]
-    assert names == RECIPES.names()
-    for script, name in zip(scripts, names):
-        with open(script) as f:
-            code = [line for line in f.read().splitlines() if line.strip() and not line.startswith("#")]
-        assert code == [f'exec bash "$(dirname "$0")/launch.sh" {name} "$@"'], script
+def test_recipes_come_from_the_benchmark_records_and_the_papers_tasks():
+    from ssl4rl.benchmarks import BENCHMARKS
+    from ssl4rl.tasks import paper_tasks
+
+    benchmarks = [b for b in BENCHMARKS.names() if BENCHMARKS.get(b).recipes]
+    assert benchmarks == ["mmbench", "seedbench"]
+    parts = [*paper_tasks(), *MIXES]
+    assert RECIPES.names() == sorted(f"{b}_{p}" for b in benchmarks for p in parts)
 
 
 def test_launcher_dry_run_uses_env_layout(tmp_path):
@@ -284,7 +282,8 @@ def test_launcher_dry_run_uses_env_layout(tmp_path):
     result = subprocess.run(
         [
             "bash",
-            os.path.join(ROOT, "verl", "run_mmbench_rotation.sh"),
+            os.path.join(ROOT, "verl", "launch.sh"),
+            "mmbench_rotation",
             "--no-check",
             "trainer.total_epochs=1",
         ],

@@ -26,8 +26,7 @@ pytestmark = pytest.mark.slow
 
 from ssl4rl.backends.verl import launch as vl  # noqa: E402
 from ssl4rl.backends.verl.online import launch_overrides  # noqa: E402
-from ssl4rl.builder import BuildConfig, build  # noqa: E402
-from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess  # noqa: E402
+from ssl4rl.backends.verl.recipes import get_recipe  # noqa: E402
 
 GPU_ASK = "ProcessGroupNCCL is only supported with GPUs"
 # Ray offers 16 logical CPUs (verl's placement groups and TransferQueue need 13 for one GPU; this machine
@@ -37,17 +36,9 @@ SMALL_BATCH = ["data.train_batch_size=8", "actor_rollout_ref.actor.ppo_mini_batc
 
 
 @pytest.fixture(scope="module")
-def rl_data(tmp_path_factory, photo_folder) -> str:
-    root = tmp_path_factory.mktemp("entry_point")
-    built = []
-    for task, knobs in (("rotation", {}), ("jigsaw", {"grid": "2"}), ("jigsaw", {"grid": "3"})):
-        out = str(root / f"{task}{knobs.get('grid', '')}")
-        build(
-            BuildConfig(task=task, source="folder", input=photo_folder, out=out, knobs=knobs, progress=False)
-        )
-        built.append(out)
-    preprocess(PreprocessConfig(out=str(root / "verl"), train=built, holdout_fraction=0.25, progress=False))
-    return str(root / "verl")
+def rl_data(tmp_path_factory, photo_folder, make_rl_parquet) -> str:
+    tasks = [("rotation", {}), ("jigsaw", {"grid": "2"}), ("jigsaw", {"grid": "3"})]
+    return make_rl_parquet(tmp_path_factory.mktemp("entry_point"), photo_folder, tasks)
 
 
 def run_main_ppo(launch: vl.Launch) -> str:
@@ -91,7 +82,7 @@ def assert_reached_gpu_request(output: str, dataset_class: str) -> None:
 
 def test_main_ppo_with_the_recipe_reaches_the_gpu_request(rl_data, tiny_model, tmp_path):
     launch = vl.build_launch(
-        vl.get_recipe("mmbench_jigsaw"),
+        get_recipe("mmbench_jigsaw"),
         vl.Layout(1, 1),
         model=tiny_model,
         data_dir=rl_data,
@@ -115,7 +106,7 @@ def test_main_ppo_with_online_data_reaches_the_gpu_request(tiny_model, photo_fol
     val = tmp_path / "val.yaml"
     val.write_text(f"task: position\nsource: folder\ninput: {photo_folder}\nsplit: validation\n")
     launch = vl.build_launch(
-        vl.get_recipe("mmbench_mix"),
+        get_recipe("mmbench_mix"),
         vl.Layout(1, 1),
         model=tiny_model,
         attn="sdpa",

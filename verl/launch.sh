@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared body of the verl/run_<recipe>.sh launchers: `bash verl/launch.sh RECIPE [ssl4rl train flags] [KEY=VALUE...]`.
+# The launcher of every verl recipe: `bash verl/launch.sh RECIPE [ssl4rl train flags] [KEY=VALUE...]`.
 # Environment (all optional): MODEL_PATH, DATA_DIR, N_GPUS_PER_NODE (default 8), NNODES (default 1),
 # DRY_RUN=1 (print the verl command instead of running it), PYTHON (the interpreter with ssl4rl, default `python`).
 # Arguments after the recipe go to `ssl4rl train` as they are: verl overrides (KEY=VALUE) or flags (--attn sdpa).

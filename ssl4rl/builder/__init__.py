@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import json
 import multiprocessing as mp
 import os
 import time
@@ -19,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import UserError
 from ..fileio import command_line, package_versions, read_json, write_json
@@ -70,7 +72,6 @@ def check_resumable(config: BuildConfig) -> None:
 
 
 def _jsonable(data):
-    import json
 
     return json.loads(json.dumps(data, default=str))
 
@@ -87,7 +88,6 @@ def shard_chunks(config: BuildConfig, plans: Iterable) -> Iterator[tuple[int, li
 
 def run_shards(config: BuildConfig, factory: SampleFactory, plans) -> dict[int, dict]:
     """Build this machine's missing shards; returns stats for every shard id seen (None if not ours)."""
-    from tqdm import tqdm
 
     index, count = config.shard
     stats: dict[int, dict | None] = {}

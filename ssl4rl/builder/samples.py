@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..budget import TokenBudget, text_token_upper_bound
+from ..budget import TokenBudget, scaled_size, text_token_upper_bound
+from ..errors import require
 from ..images import SkipSample, encode_image
 from ..sources import open_source
 from ..tasks import IMAGE_PLACEHOLDER, Plan, get_task
@@ -131,8 +132,6 @@ class SampleFactory:
 
     def exact_text_tokens(self, query: str, n_images: int) -> int:
         if self._tokenizer is None:
-            from ..errors import require
-
             transformers = require("transformers", "torch", "exact prompt-token counts (--tokenizer)")
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.config.tokenizer)
         # verl splits the prompt at each <image> into image and text items before templating.
@@ -152,7 +151,6 @@ class SampleFactory:
 
 
 def resize(image: Image.Image, scale: float) -> Image.Image:
-    from ..budget import scaled_size
 
     return image.resize(
         scaled_size(image.width, image.height, scale), Image.Resampling.LANCZOS, reducing_gap=3.0

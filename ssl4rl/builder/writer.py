@@ -9,6 +9,7 @@ import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datasets import Features, Image, List, Value
 
 from ..fileio import atomic_path
 
@@ -18,7 +19,6 @@ SHARD_PATTERN = re.compile(r"^(?P<split>.+)-(?P<shard>\d{5})\.parquet$")
 
 @functools.cache
 def dataset_schema() -> pa.Schema:
-    from datasets import Features, Image, List, Value
 
     features = Features(
         {

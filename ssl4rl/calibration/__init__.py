@@ -12,13 +12,12 @@ Nothing heavy is imported here; torch/transformers/vLLM load when a model is sam
 
 from __future__ import annotations
 
-from .levels import DEFAULT_LEVELS, Level, default_level_specs, parse_level, resolve_levels
+from .levels import Level, default_level_specs, parse_level, resolve_levels
 from .runner import DEFAULT_BAND, CalibrationConfig, calibrate
 from .stats import level_statistics, pass_at_k, recommend
 
 __all__ = [
     "DEFAULT_BAND",
-    "DEFAULT_LEVELS",
     "CalibrationConfig",
     "Level",
     "calibrate",

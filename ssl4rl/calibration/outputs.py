@@ -9,6 +9,8 @@ import os
 import shlex
 from typing import Any
 
+import yaml
+
 from ..fileio import atomic_path, write_json
 from .levels import Level, knob_flags
 from .stats import pass_key
@@ -18,7 +20,6 @@ _FRACTIONS = ("mean_reward", "format", "zero_variance_frac", "all_correct_frac",
 
 
 def write_outputs(config, report: dict[str, Any], rollouts: dict[str, list[dict[str, Any]]]) -> list[str]:
-    from .runner import write_rollouts
 
     out = config.out
     paths = {name: os.path.join(out, name) for name in ("report.md", "report.csv", "report.json")}
@@ -243,7 +244,6 @@ def _portable_input(images: str) -> str:
 
 
 def render_build_yaml(report: dict[str, Any]) -> str:
-    import yaml
 
     recommendation = report["recommendation"]
     rows = {row["label"]: row for row in report["levels"]}
@@ -279,3 +279,10 @@ def render_build_yaml(report: dict[str, Any]) -> str:
 
 def _rounded(value: Any) -> float | None:
     return None if value is None else round(float(value), 4)
+
+
+def write_rollouts(path: str, rollouts: dict[str, list[dict[str, Any]]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        for records in rollouts.values():
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")

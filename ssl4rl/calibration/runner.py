@@ -11,9 +11,21 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+from tqdm import tqdm
+
+from ..builder import BuildConfig, build
 from ..errors import UserError
-from ..fileio import atomic_path, command_line, package_versions, write_json
-from .levels import DIRECTION_HINTS, Level, resolve_levels
+from ..evaluation.backends import Request, Sampling, make_generator, sample_responses
+from ..evaluation.questions import load_image
+from ..evaluation.runner import default_batch_size
+from ..evaluation.ssl_eval import default_scorer, read_ssl_samples
+from ..fileio import command_line, package_versions, write_json
+from ..images import SkipSample
+from ..reward import validate_options
+from ..sources import PRESETS
+from .levels import Level, direction_hints, resolve_levels
+from .outputs import build_commands, write_outputs
 from .stats import level_statistics, pass_key, recommend
 
 DEFAULT_BAND = (0.2, 0.8)
@@ -70,7 +82,6 @@ class CalibrationConfig:
         """The split the recommended training build reads and writes."""
         if self.source_split:
             return self.source_split
-        from ..sources import PRESETS
 
         return PRESETS.get(self.source).default_split if self.source in PRESETS else "train"
 
@@ -80,13 +91,10 @@ class CalibrationConfig:
 
 def calibrate(config: CalibrationConfig, generator=None, scorer=None) -> dict[str, Any]:
     """Run the calibration; returns the report (also written to `config.out`)."""
-    from ..evaluation.ssl_eval import default_scorer
 
     config.validate()
     levels = resolve_levels(config.task, config.levels)
     if config.reward_options:
-        from ..reward import validate_options
-
         config.reward_options = validate_options(config.reward_options)
     os.makedirs(config.out, exist_ok=True)
     started = time.perf_counter()
@@ -120,13 +128,12 @@ def calibrate(config: CalibrationConfig, generator=None, scorer=None) -> dict[st
                 "error": data["error"],
             }
         )
-    recommendation = recommend(rows, config.band, DIRECTION_HINTS.get(config.task))
+    recommendation = recommend(rows, config.band, direction_hints(config.task) or None)
     low, high = config.band
     for row in rows:
         p = row[pass_key(1)]
         row["in_band"] = p is not None and low <= p <= high
         row["recommended"] = row["label"] in recommendation["levels"]
-    from .outputs import build_commands, write_outputs
 
     commands = build_commands(config, levels, recommendation)
     report = {
@@ -193,8 +200,6 @@ def build_level(config: CalibrationConfig, level: Level) -> dict[str, Any]:
 
     A few more source items than samples are used, so that skipped items (too small, ...) still
     leave `samples_per_level` prompts where the source has them."""
-    from ..builder import BuildConfig, build
-    from ..evaluation.ssl_eval import read_ssl_samples
 
     slack = max(4, config.samples_per_level // 4)
     build_config = BuildConfig(
@@ -232,7 +237,6 @@ def build_level(config: CalibrationConfig, level: Level) -> dict[str, Any]:
 
 
 def _make_generator(config: CalibrationConfig, samples: dict[str, list]):
-    from ..evaluation.backends import make_generator
 
     if not config.model:
         raise UserError("--model is required to sample rollouts")
@@ -251,12 +255,6 @@ def sample_levels(
     config: CalibrationConfig, levels: list[Level], samples: dict[str, list], generator, scorer
 ):
     """k rollouts per prompt, scored; returns ({label: [record]}, {label: Counter of image skips})."""
-    from tqdm import tqdm
-
-    from ..evaluation.backends import Request, Sampling, sample_responses
-    from ..evaluation.questions import load_image
-    from ..evaluation.runner import default_batch_size
-    from ..images import SkipSample
 
     batch_size = config.batch_size or default_batch_size(generator)
     records: dict[str, list[dict[str, Any]]] = {level.label: [] for level in levels}
@@ -300,7 +298,6 @@ def sample_levels(
 def batch_seed(seed: int, level: Level, start: int) -> int:
     """Sampling seed of one batch: fixed by the run seed, the level's knobs and the batch position,
     so a level's rollouts do not change when other levels are added or reordered."""
-    import numpy as np
 
     knobs = zlib.crc32(json.dumps(level.knobs, sort_keys=True, default=str).encode())
     return int(np.random.SeedSequence([seed, knobs, start]).generate_state(1)[0])
@@ -308,10 +305,3 @@ def batch_seed(seed: int, level: Level, start: int) -> int:
 
 def _jsonable(data: Any) -> Any:
     return json.loads(json.dumps(data, default=str))
-
-
-def write_rollouts(path: str, rollouts: dict[str, list[dict[str, Any]]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        for records in rollouts.values():
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -2,7 +2,7 @@
 
 pass@1 is the mean accuracy over all rollouts; pass@K uses the unbiased estimator
 1 - C(n - c, K) / C(n, K) per prompt (n rollouts, c correct); the zero-variance fraction is the share of
-prompts whose n rewards are all equal: GRPO's group-normalised advantage is zero for them, so they
+prompts whose n rewards are all equal: GRPO's group-normalized advantage is zero for them, so they
 give no gradient (all right: too easy; all wrong: too hard).
 """
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..budget import DEFAULT_MIN_PIXELS
+from ..builder import BuildConfig, build
+from ..builder.config import QWEN25VL_MAX_PIXELS
+from ..cli_args import parse_key_values, parse_shard
+from ..errors import UserError
+from ..images import Encoding
+from ..tasks import TASKS
+
 DESCRIPTION = """Build an SSL dataset (sharded parquet + manifest.json) from an image source.
 
 examples:
@@ -67,7 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..tasks import TASKS
 
     group = parser.add_argument_group("task knobs")
     seen: dict[str, list[str]] = {}
@@ -92,87 +99,22 @@ def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_knobs(args: argparse.Namespace) -> dict:
-    from ..errors import UserError
-    from ..tasks import TASKS
-
     task_cls = TASKS.get(args.task)
-    fields = {field.name: field for field in task_cls.knob_fields()}
     knobs = {}
     for key, value in vars(args).items():
-        if not key.startswith("knob__") or value is None:
-            continue
-        name = key[len("knob__") :]
-        if name not in fields:
-            raise UserError(
-                f"--{name.replace('_', '-')} is not a knob of task {args.task!r}; its knobs: {', '.join(fields) or 'none'}"
-            )
-        knobs[name] = convert_knob(fields[name], value)
+        if key.startswith("knob__") and value is not None:
+            name = key[len("knob__") :]
+            try:
+                knobs[name] = task_cls.parse_knob(name, value)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
     return knobs
 
 
-def convert_knob(field, text: str):
-    from ..errors import UserError
-
-    parse = field.metadata.get("parse")
-    try:
-        if parse is not None:
-            value = parse(text)
-        elif isinstance(field.default, bool):
-            lowered = text.lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(f"expected true/false, got {text!r}")
-            value = lowered in ("1", "true", "yes", "on")
-        elif isinstance(field.default, int):
-            value = int(text)
-        elif isinstance(field.default, float):
-            value = float(text)
-        elif isinstance(field.default, tuple):
-            value = tuple(float(x) for x in text.split(","))
-        else:
-            value = text
-    except ValueError as exc:
-        raise UserError(f"bad value for --{field.name.replace('_', '-')}: {exc}") from None
-    choices = field.metadata.get("choices")
-    if choices and value not in choices:
-        raise UserError(
-            f"--{field.name.replace('_', '-')} must be one of {', '.join(map(str, choices))}, got {value!r}"
-        )
-    return value
-
-
-def parse_key_values(pairs: list[str], flag: str) -> dict:
-    from ..errors import UserError
-
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        options[key] = value
-    return options
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    from ..errors import UserError
-
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
-    return index, count
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..budget import DEFAULT_MIN_PIXELS
-    from ..builder import BuildConfig, build
-    from ..builder.config import QWEN25VL_MAX_PIXELS
-    from ..images import Encoding
-
     try:
         encoding = Encoding(args.image_format, args.png_level, args.jpeg_quality)
     except ValueError as exc:
-        from ..errors import UserError
-
         raise UserError(str(exc)) from None
     config = BuildConfig(
         task=args.task,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..calibration import CalibrationConfig, calibrate
+from ..cli_args import parse_key_values
+
 DESCRIPTION = """Measure a model's pass rate on an SSL task at several difficulty levels and recommend
 the level to train at (pass@1 inside a target band, where GRPO gets a signal).
 
@@ -94,8 +97,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..calibration import CalibrationConfig, calibrate
-    from .build import parse_key_values
 
     config = CalibrationConfig(
         task=args.task,

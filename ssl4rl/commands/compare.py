@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
+from ..evaluation.compare import compare_reports, load_run, write_comparison
+
 DESCRIPTION = """Print a table of several evaluation runs in the paper's layout (for MMBench: Logical,
 Relation, Attribute, Coarse, Cross-Inst., Single-Inst., Average), each cell with its change against
 the base run, and write comparison.md / .csv / .json and a grouped bar chart comparison.png.
@@ -25,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..evaluation.compare import compare_reports, load_run, write_comparison
 
     reports = [load_run(spec) for spec in args.runs]
     base = 0

@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..cli_args import parse_key_values
+from ..errors import UserError
+from ..evaluation.benchmarks import get_benchmark
+from ..evaluation.report import render_markdown
+from ..evaluation.runner import BenchmarkEvalConfig, evaluate_benchmark
+from ..evaluation.ssl_eval import SSLEvalConfig, evaluate_ssl, render_ssl_markdown
+from ..evaluation.vlmeval import import_predictions, split_prediction_filename
+from ..reward import validate_options
+
 DESCRIPTION = """Evaluate a model and write the paper's tables (report.md / .csv / .json), per-question
 predictions (predictions.jsonl; a rerun skips questions already answered) and manifest.json.
 
@@ -89,7 +98,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
 
     if args.from_vlmeval:
         return _run_import(args)
@@ -103,11 +111,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--benchmark needs --data FILE (a VLMEvalKit TSV or Hugging Face parquet/jsonl)")
     if not args.model:
         raise UserError("--model is required (a model directory or Hugging Face id)")
-    from ..evaluation.benchmarks import get_benchmark
-    from ..evaluation.runner import BenchmarkRun, evaluate_benchmark
 
     benchmark = get_benchmark(args.benchmark)
-    config = BenchmarkRun(
+    config = BenchmarkEvalConfig(
         benchmark=benchmark.name,
         data=args.data,
         out=args.out or _default_out(benchmark.name, args.model, args.name),
@@ -132,20 +138,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_ssl(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..evaluation.ssl_eval import SSLRun, evaluate_ssl, render_ssl_markdown
 
     if not args.model:
         raise UserError("--model is required (a model directory or Hugging Face id)")
-    from .build import parse_key_values
-
     pairs = parse_key_values(args.reward_option, "--reward-option")
     options = {key.strip(): value.strip() for key, value in pairs.items()}
     if options:
-        from ..reward import validate_options
-
         options = validate_options(options)
-    config = SSLRun(
+    config = SSLEvalConfig(
         data=args.ssl,
         out=args.out or _default_out("ssl", args.model, args.name),
         model=args.model,
@@ -169,7 +169,6 @@ def _run_ssl(args: argparse.Namespace) -> int:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from ..evaluation.vlmeval import import_predictions, split_prediction_filename
 
     model_name, _ = split_prediction_filename(args.from_vlmeval)
     out = args.out or _default_out("vlmevalkit", model_name, args.name)
@@ -181,7 +180,6 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _print_benchmark(report: dict, out: str) -> None:
-    from ..evaluation.report import render_markdown
 
     print(render_markdown(report))
     print(f"reports: {out}/report.md, report.csv, report.json; predictions: {out}/predictions.jsonl")

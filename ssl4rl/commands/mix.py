@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..backends.verl.recipes import mix_parts
+from ..errors import UserError
+from ..training_data.mix import MixConfig, mix, parse_weights, parts_from_specs
+
 DESCRIPTION = """Mix the `ssl4rl preprocess` outputs of several SSL tasks into one GRPO training set with
 per-task sampling weights: OUT/train.parquet, OUT/val.parquet (every part's validation rows) and
 OUT/manifest.json (requested vs written shares, repeats, rows per data_source).
@@ -53,43 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _recipe_table() -> dict:
-    import yaml
-
-    from ..configs import RECIPES_FILE
-
-    with open(RECIPES_FILE) as f:
-        return yaml.safe_load(f)
-
-
-def load_mixes() -> dict[str, dict]:
-    """The `mixes:` table of recipes.yaml: mix name -> {title, weights, overrides}."""
-    return _recipe_table().get("mixes") or {}
-
-
-def recipe_parts(name: str) -> tuple[list[str], dict[str, float], str]:
-    """(part specs, weights, output dir) of a mixing recipe `{benchmark}_{mix}` from recipes.yaml."""
-    from ..errors import UserError
-
-    table = _recipe_table()
-    mixes = table.get("mixes") or {}
-    names = {f"{b}_{m}": (b, m) for b in table["benchmarks"] for m in mixes}
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise UserError(f"{name!r} is not a mixing recipe; mixing recipes: {known}")
-    benchmark, mix_name = names[name]
-    weights = {task: float(w) for task, w in mixes[mix_name]["weights"].items()}
-    specs = [f"{task}={table['data_dir'].format(benchmark=benchmark, task=task)}" for task in weights]
-    return specs, weights, table["data_dir"].format(benchmark=benchmark, task=mix_name)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..training_data.mix import MixConfig, mix, parse_weights, parts_from_specs
 
     specs, weights, out = list(args.parts), parse_weights(args.weight), args.out
     if args.recipe:
-        recipe_specs, recipe_weights, recipe_out = recipe_parts(args.recipe)
+        recipe_specs, recipe_weights, recipe_out = mix_parts(args.recipe)
         specs = specs or recipe_specs
         weights = {**recipe_weights, **weights}
         out = out or recipe_out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..training_data.preprocess import PreprocessConfig, preprocess
+
 DESCRIPTION = """Convert SSL datasets (from `ssl4rl build`, or the original release's images/query/answer
 layout) into verl's RL parquet: OUT/train.parquet, OUT/val.parquet and OUT/manifest.json.
 Image bytes are copied as they are (no decoding); memory stays flat in dataset size.
@@ -52,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training_data.preprocess import PreprocessConfig, preprocess
 
     config = PreprocessConfig(
         out=args.out,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..preview import render_contact_sheet
+
 DESCRIPTION = """Render N samples (views, question, answer) of a built dataset or a verl parquet as one PNG.
 
 example:
@@ -18,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preview import render_contact_sheet
 
     path = render_contact_sheet(args.dataset, args.out, n=args.n, seed=args.seed)
     print(f"wrote {path}")

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..cli_args import parse_key_values
+from ..errors import UserError
+from ..images import SkipSample
+from ..sources import PRESETS, SOURCES, infer_adapter, open_source, source_names, unknown_source_error
+from ..sources.presets import splits_of_input
+
 DESCRIPTION = """List the image source adapters (with their options and defaults) and the benchmark
 presets (hub id, splits, image columns, local forms), or check what an input yields.
 
@@ -33,13 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..sources import PRESETS, SOURCES, source_names
 
     for name in args.names:
         if name not in SOURCES and name not in PRESETS:
-            from ..sources import unknown_source_error
-
             raise unknown_source_error(name)
     if args.check is not None or args.splits is not None:
         if len(args.names) != 1:
@@ -83,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _adapter_info(name: str) -> dict:
-    from ..sources import SOURCES
 
     cls = SOURCES.get(name)
     return {
@@ -97,7 +98,6 @@ def _adapter_info(name: str) -> dict:
 
 
 def _preset_info(name: str) -> dict:
-    from ..sources import PRESETS
 
     preset = PRESETS.get(name)
     return {
@@ -116,9 +116,6 @@ def _preset_info(name: str) -> dict:
 
 
 def _splits(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..sources import PRESETS, infer_adapter
-    from ..sources.presets import splits_of_input
 
     name = args.names[0]
     if name in PRESETS:
@@ -133,9 +130,6 @@ def _splits(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..images import SkipSample
-    from ..sources import open_source
-    from .build import parse_key_values
 
     options = parse_key_values(args.source_option, "--source-option")
     source = open_source(args.names[0], args.check, split=args.split, **options)

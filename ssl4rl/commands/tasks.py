@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks import TASKS
+
 DESCRIPTION = "List the registered SSL tasks, their knobs (with defaults) and answer formats."
 
 
@@ -12,7 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks import TASKS
 
     for name in args.names or TASKS.names():
         task_cls = TASKS.get(name)

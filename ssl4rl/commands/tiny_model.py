@@ -7,6 +7,7 @@ import json
 import os
 
 from ..errors import UserError
+from ..tiny import build_tiny_qwen2_5_vl
 
 DESCRIPTION = """Write a tiny random Qwen2.5-VL (about 0.26M parameters) to OUT.
 
@@ -37,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tiny import build_tiny_qwen2_5_vl
 
     if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
         raise UserError(f"{args.out} exists and is not empty; pass --overwrite to replace it")

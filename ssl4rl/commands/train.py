@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 
+from ..backends.trl import config as trl_config
 from ..backends.verl.doctor import failed, preflight, report
-from ..backends.verl.launch import METRICS_FILE, get_recipe, load_recipes
+from ..backends.verl.launch import METRICS_FILE
+from ..backends.verl.recipes import get_recipe, load_recipes
 from ..backends.verl.smoke import finish_smoke
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
@@ -73,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _SharedOptions:
-    """Hands the TRL backend an argument group that skips options this command already defines (`--model`),
-    so both backends share them; remembers which destinations are TRL-only."""
+    """Hands the TRL backend's `add_arguments` an argument group that skips options this command already
+    defines (`--model`), so both backends share them; remembers which destinations are TRL-only."""
 
     def __init__(self, parser: argparse.ArgumentParser):
         self._parser = parser
@@ -93,15 +95,10 @@ class _SharedOptions:
 
 
 def _add_trl_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(_trl_only=[], _trl_error=None)
-    if importlib.util.find_spec(TRL_MODULE) is None:
-        return
+    """The TRL backend's flags, from its config module (which imports no TRL, so `-h` and verl runs work
+    without it)."""
     shared = _SharedOptions(parser)
-    try:
-        importlib.import_module(TRL_MODULE).add_arguments(shared)
-    except ImportError as exc:  # a broken optional backend must not take the verl path (or `ssl4rl -h`) down
-        parser.set_defaults(_trl_error=f"{type(exc).__name__}: {exc}")
-        return
+    trl_config.add_arguments(shared)
     parser.set_defaults(_trl_only=shared.trl_only)
 
 
@@ -124,7 +121,9 @@ def _list_recipes() -> int:
     print(f"{'recipe':<{width}}  {'default --data-dir':<{data_width}}  description")
     for name, data_dir, title in rows:
         print(f"{name:<{width}}  {data_dir:<{data_width}}  {title}")
-    print("\nlaunchers: bash verl/run_<recipe>.sh (env MODEL_PATH, DATA_DIR, N_GPUS_PER_NODE, NNODES)")
+    print(
+        "\nlauncher: bash verl/launch.sh RECIPE (env MODEL_PATH, DATA_DIR, N_GPUS_PER_NODE, NNODES, DRY_RUN)"
+    )
     return 0
 
 
@@ -209,12 +208,19 @@ def _execute(launch) -> int:
 # ---- TRL ----------------------------------------------------------------------------------------------
 
 
+def _import_trl_trainer():
+    """The TRL backend's training module (it imports TRL, transformers and torch at the top)."""
+    try:
+        return importlib.import_module(TRL_MODULE)
+    except ImportError as exc:
+        raise UserError(
+            f"the TRL backend failed to load ({type(exc).__name__}: {exc}); pip install 'ssl4rl[trl]'"
+        ) from None
+
+
 def _run_trl(args: argparse.Namespace) -> int:
     if importlib.util.find_spec(TRL_MODULE) is None:
         raise UserError(f"the TRL backend ({TRL_MODULE}) is not part of this install; use --backend verl")
-    if getattr(args, "_trl_error", None):
-        raise UserError(f"the TRL backend failed to load ({args._trl_error}); pip install 'ssl4rl[trl]'")
-    trl_backend = importlib.import_module(TRL_MODULE)
     if args.overrides:
         raise UserError(
             f"KEY=VALUE overrides ({args.overrides[0]}) are verl's; TRL backend options are flags (see -h)"
@@ -235,4 +241,7 @@ def _run_trl(args: argparse.Namespace) -> int:
             os.path.join(args.data_dir, "val.parquet")
         ):
             args.val_files = [os.path.join(args.data_dir, "val.parquet")]
-    return int(trl_backend.run(args) or 0)
+    if args.print_config:  # the resolved configuration needs no TRL
+        print(trl_config.config_from_args(args).to_yaml(), end="")
+        return 0
+    return int(_import_trl_trainer().run(args) or 0)

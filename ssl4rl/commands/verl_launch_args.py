@@ -11,8 +11,8 @@ from ..backends.verl.launch import (
     Layout,
     RunOptions,
     build_launch,
-    get_recipe,
 )
+from ..backends.verl.recipes import get_recipe
 from ..errors import UserError
 
 

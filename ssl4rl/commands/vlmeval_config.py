@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import UserError
+from ..evaluation.vlmeval import vlmeval_config
+from ..fileio import write_json
+
 DESCRIPTION = """Write a VLMEvalKit config (run.py --config FILE) that evaluates local Qwen2.5-VL checkpoints
 with the paper's pixel limits (min_pixels 35840, max_pixels 12845056) through VLMEvalKit's
 Qwen2VLChat, and (--prompt reasoning, default) a system prompt asking for the paper's
@@ -40,9 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..evaluation.vlmeval import vlmeval_config
-    from ..fileio import write_json
 
     models = {}
     for item in args.model:

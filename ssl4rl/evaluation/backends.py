@@ -13,10 +13,13 @@ reproducible by `Sampling.seed`.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from ..errors import UserError, require
 
@@ -82,7 +85,6 @@ def sample_responses(
 
 def _prompt_seeds(seed: int, count: int) -> list[int]:
     """Independent per-prompt seeds from one seed (vLLM seeds each request's sampler separately)."""
-    import numpy as np
 
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(count, dtype=np.uint32)]
 
@@ -180,7 +182,6 @@ class TransformersGenerator:
 
     def sample(self, requests: Sequence[Request], sampling: Sampling) -> list[list[str]]:
         """`sampling.n` random responses per request; the same seed and batch give the same text."""
-        import copy
 
         if not requests:
             return []

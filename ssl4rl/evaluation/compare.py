@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import UserError
 from ..fileio import atomic_path, read_json, write_json
 from .report import format_value, markdown_table
+from .vlmeval import import_predictions
 
 OVERALL_COLUMNS = ("Average", "Overall")
 
@@ -34,8 +35,6 @@ def load_run(spec: str) -> dict[str, Any]:
     elif path.endswith(".json") and os.path.isfile(path):
         report = read_json(path)
     elif path.lower().endswith((".xlsx", ".tsv", ".csv")) and os.path.isfile(path):
-        from .vlmeval import import_predictions
-
         with tempfile.TemporaryDirectory(prefix="ssl4rl-import-") as tmp:
             report = import_predictions(path, tmp)
     else:

@@ -168,16 +168,16 @@ def _is_article(text: str, match: re.Match) -> bool:
     return not before or before[-1] in ".!?:\n"
 
 
-def _normalise(text: str) -> str:
+def _normalize(text: str) -> str:
     return " " + _NON_WORD.sub(" ", text.lower()).strip() + " "
 
 
 def _match_option_text(text: str, options: Mapping[str, str]) -> str | None:
     """The single option whose full text appears in the response (longest wins when one contains another)."""
-    haystack = _normalise(text)
+    haystack = _normalize(text)
     hits = []
     for letter, option in options.items():
-        needle = _normalise(str(option))
+        needle = _normalize(str(option))
         if needle.strip() and needle in haystack:
             hits.append((letter, needle))
     if not hits:

@@ -18,8 +18,6 @@ only its text in memory.
 from __future__ import annotations
 
 import ast
-import base64
-import binascii
 import glob
 import json
 import math
@@ -30,8 +28,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+import pyarrow.parquet as pq
+from PIL import Image
+
 from ..errors import UserError
 from ..images import SkipSample, decode_image
+from ..sources.cells import decode_base64, is_reference, looks_like_list_literal, parse_list_literal
 
 CIRCULAR_STRIDE = 1_000_000  # MMBench: index k * 1e6 + i is the k-th option rotation of question i
 LETTERS = "ABCDEFGHIJ"
@@ -171,8 +174,6 @@ def _describe(files: list[str]) -> str:
 def _read_rows(path: str) -> Iterator[dict[str, Any]]:
     lower = path.lower()
     if lower.endswith((".tsv", ".csv")):
-        import pandas as pd
-
         # keep_default_na=False: empty option cells must stay "" (not NaN); dtype=str keeps index text
         try:
             frame = pd.read_csv(
@@ -182,8 +183,6 @@ def _read_rows(path: str) -> Iterator[dict[str, Any]]:
             raise UserError(f"{path}: cannot read it as a table ({exc})") from None
         yield from frame.to_dict("records")
     elif lower.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
         parquet = pq.ParquetFile(path)
         for batch in parquet.iter_batches(batch_size=256):
             yield from batch.to_pylist()
@@ -391,7 +390,7 @@ def _image_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     table = {}
     for number, row in enumerate(rows):
         image = row.get("image")
-        if isinstance(image, str) and len(image) > 64:
+        if isinstance(image, str) and not is_reference(image):
             table[str(row_index(row, number))] = image
     return table
 
@@ -421,23 +420,22 @@ def _has_image(value: Any) -> bool:
 
 
 def _expand_cell(value: Any, images_by_index: dict[str, Any]) -> list[Any]:
+    """One image cell -> its image references, by the TSV cell rules (`ssl4rl.sources.cells`)."""
     if isinstance(value, (list, tuple)) or hasattr(value, "tolist") and not isinstance(value, (bytes, str)):
         items = value.tolist() if hasattr(value, "tolist") else value
         return [item for item in items if _has_image(item)]
     if isinstance(value, str):
         text = value.strip()
-        if len(text) <= 64 and text in images_by_index:  # a reference to another row's image
+        if is_reference(text) and text in images_by_index:  # a reference to another row's image
             text = images_by_index[text]
-        if text.startswith("["):
-            return [item for item in _as_list(text) if _has_image(item)]
+        if looks_like_list_literal(text):
+            return [item for item in parse_list_literal(text) if _has_image(item)]
         return [text]
     return [value]
 
 
-def load_image(ref: Any):
+def load_image(ref: Any) -> Image.Image:
     """Decode one image reference into an RGB PIL image, or raise `SkipSample` with a reason."""
-    from PIL import Image
-
     if isinstance(ref, Image.Image):
         return decode_image(ref, min_side=1).image
     if isinstance(ref, dict):
@@ -449,11 +447,7 @@ def load_image(ref: Any):
         text = ref.strip()
         if len(text) < 4096 and os.path.isfile(text):
             return decode_image(text, min_side=1).image
-        try:
-            data = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
-        except (binascii.Error, ValueError):
-            raise SkipSample("corrupt", "image cell is neither a file path nor base64") from None
-        return decode_image(data, min_side=1).image
+        return decode_image(decode_base64(text, "image cell"), min_side=1).image
     raise SkipSample("corrupt", f"unsupported image value of type {type(ref).__name__}")
 
 

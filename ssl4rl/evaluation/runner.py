@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tqdm import tqdm
+
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..images import SkipSample
@@ -42,7 +44,7 @@ RUN_IDENTITY = ("model", "data", "split", "benchmark", "prompt", "min_pixels", "
 
 
 @dataclass
-class BenchmarkRun:
+class BenchmarkEvalConfig:
     benchmark: str
     data: str
     out: str
@@ -90,7 +92,7 @@ def default_batch_size(generator: Generator | None) -> int:
     return 8
 
 
-def prepare_questions(run: BenchmarkRun) -> tuple[list[MCQuestion], bool, dict[str, Any]]:
+def prepare_questions(run: BenchmarkEvalConfig) -> tuple[list[MCQuestion], bool, dict[str, Any]]:
     """Questions to ask (rotations included when circular), whether scoring is circular, load info."""
     loaded = load_questions(run.data, split=run.split)
     questions = loaded.questions
@@ -115,9 +117,8 @@ def prepare_questions(run: BenchmarkRun) -> tuple[list[MCQuestion], bool, dict[s
     return questions, circular, info
 
 
-def evaluate_benchmark(run: BenchmarkRun, generator: Generator | None = None) -> dict[str, Any]:
+def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = None) -> dict[str, Any]:
     """Answer every question not yet in the prediction log, then write reports and the manifest."""
-    from tqdm import tqdm
 
     run.validate()
     benchmark = get_benchmark(run.benchmark)

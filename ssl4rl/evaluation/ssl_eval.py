@@ -8,7 +8,9 @@ table tells where a model sits on each task's difficulty knob before and after t
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import os
 import time
@@ -16,9 +18,13 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
 from ..errors import UserError
 from ..fileio import atomic_path, command_line, package_versions, write_json
 from ..images import SkipSample
+from ..reward import compute_score
 from ..rl_row import ground_truth
 from .backends import Generator, Request, make_generator
 from .questions import load_image
@@ -30,7 +36,7 @@ _METRICS = ("score", "acc", "format")
 
 
 @dataclass
-class SSLRun:
+class SSLEvalConfig:
     data: str
     out: str
     model: str = ""
@@ -85,7 +91,6 @@ def read_ssl_samples(
     path: str, split: str | None = None, limit: int | None = None
 ) -> tuple[list[SSLSample], Counter]:
     """Samples from a built dataset or verl RL parquet; rows missing a prompt or answer are counted."""
-    import pyarrow.parquet as pq
 
     root = path if os.path.isdir(path) else os.path.dirname(path)
     samples: list[SSLSample] = []
@@ -154,7 +159,6 @@ def knobs_label(knobs: str) -> str:
 
 def default_scorer(reward_options: dict[str, Any] | None = None):
     """`compute_score` from ssl4rl.reward with fixed options, returning a dict of sub-scores."""
-    from ..reward import compute_score
 
     options = dict(reward_options or {})
 
@@ -171,8 +175,7 @@ def default_scorer(reward_options: dict[str, Any] | None = None):
     return score
 
 
-def evaluate_ssl(run: SSLRun, generator: Generator | None = None, scorer=None) -> dict[str, Any]:
-    from tqdm import tqdm
+def evaluate_ssl(run: SSLEvalConfig, generator: Generator | None = None, scorer=None) -> dict[str, Any]:
 
     if run.batch_size is not None and run.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
@@ -322,8 +325,6 @@ def render_ssl_markdown(report: dict[str, Any]) -> str:
 
 
 def write_ssl_report(out_dir: str, report: dict[str, Any]) -> list[str]:
-    import csv
-    import io
 
     md, csv_path, js = (os.path.join(out_dir, n) for n in ("report.md", "report.csv", "report.json"))
     with atomic_path(md) as tmp, open(tmp, "w") as f:

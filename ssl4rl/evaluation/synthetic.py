@@ -14,6 +14,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from PIL import Image
+
 from ..fileio import atomic_path
 from .questions import CIRCULAR_STRIDE
 
@@ -44,8 +47,6 @@ class SyntheticQuestion:
 
 
 def png_base64(seed: int, size: tuple[int, int] = (64, 48)) -> str:
-    import numpy as np
-    from PIL import Image
 
     pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
     buffer = io.BytesIO()

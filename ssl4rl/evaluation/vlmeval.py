@@ -17,6 +17,8 @@ import json
 import os
 from typing import Any
 
+import pandas as pd
+
 from ..errors import UserError, require
 from ..fileio import atomic_path, command_line, package_versions, write_json
 from .benchmarks import BENCHMARKS, benchmark_for_vlmeval_dataset, get_benchmark
@@ -95,15 +97,11 @@ def read_prediction_table(path: str) -> list[dict[str, Any]]:
         raise UserError(f"{path}: no such file")
     lower = path.lower()
     if lower.endswith((".tsv", ".csv")):
-        import pandas as pd
-
         frame = pd.read_csv(
             path, sep="\t" if lower.endswith(".tsv") else ",", keep_default_na=False, dtype=str
         )
         return frame.to_dict("records")
     if lower.endswith(".xlsx"):
-        import pandas as pd
-
         require("openpyxl", "eval", "reading VLMEvalKit .xlsx prediction files")
         try:
             frame = pd.read_excel(path, dtype=str, keep_default_na=False)
@@ -208,7 +206,6 @@ def _text_cell(value: Any) -> str:
 
 def write_stripped(path: str, rows: list[dict[str, Any]], questions, out: str) -> str:
     """The prediction table with answers reduced to what VLMEvalKit's matcher parses (TSV)."""
-    import pandas as pd
 
     options_by_row = {q.row: q.options for q in questions}
     stripped_rows = [

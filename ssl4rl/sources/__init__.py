@@ -4,19 +4,28 @@
     source = open_source("hf", "Lin-Chen/MMStar", split="val")   # or name the adapter
     len(source), source.item(0).key, source.load(0).image, source.source_id
 
-Importing this package imports no heavy library: pandas, pyarrow and datasets load on first use.
+An adapter is one module of this package registering itself with `register_source`: every module here
+but the shared ones below is imported, so adding an adapter is adding its file. Opening a source is cheap:
+it indexes its input on first use.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from typing import Any
 
+from ..errors import UserError
 from ..registry import UnknownNameError
-from . import folder, hf, parquet, tsv  # noqa: F401  (each module registers its adapter)
 from ._common import LazySource
 from .base import SOURCES, ImageSource, SourceItem, register_source
 from .presets import PRESETS, Preset, infer_adapter
+
+SHARED_MODULES = {"base", "cells", "presets"}  # not adapters (private `_` modules are skipped too)
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module not in SHARED_MODULES and not _module.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
     "PRESETS",
@@ -60,8 +69,6 @@ def open_source(
         split = split or preset.default_split
     elif name in SOURCES:
         if not input:
-            from ..errors import UserError
-
             raise UserError(f"source {name!r} needs an input (a path or hub id)")
         adapter, path = name, input
     else:

@@ -3,8 +3,6 @@ circular-evaluation dedupe and lazy (picklable) opening."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import glob
 import os
@@ -13,18 +11,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ..errors import UserError
 from ..images import SkipSample
 from .base import ImageSource
+from .cells import MAX_REFERENCE_CHARS, decode_base64
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CIRCULAR_OFFSET = 1_000_000  # VLMEvalKit: a circular-evaluation copy of row i has index i + k * 1e6
 # A cell this short cannot hold an image (the smallest valid PNG is 67 bytes, i.e. 92 base64 chars):
 # VLMEvalKit TSVs put the index of the row whose image is reused there instead.
-MAX_REFERENCE_CHARS = 64
 SPLIT_WORDS = ("train", "validation", "valid", "val", "dev", "test", "eval")
-_DATA_URI = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
-_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 
 @dataclass(frozen=True)
@@ -70,28 +70,6 @@ def _convert(adapter: str, name: str, kind: str, value: Any) -> Any:
     if kind == "list":
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
-
-
-def decode_base64(text: str, what: str = "") -> bytes:
-    """Strict base64 (an optional `data:...;base64,` prefix and line breaks allowed) or SkipSample."""
-    text = _DATA_URI.sub("", text.strip(), count=1)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        pass
-    try:  # some writers wrap base64 at 76 columns
-        return base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SkipSample("bad_base64", f"{what}: {exc}".strip(": ")) from None
-
-
-def looks_like_list_literal(text: str) -> bool:
-    return text.startswith("[") and text.endswith("]")
-
-
-def parse_list_literal(text: str) -> list[str]:
-    """The strings of a Python list literal of base64 strings, without `ast` (cells can be megabytes)."""
-    return [single if single or not double else double for single, double in _QUOTED.findall(text)]
 
 
 def circular_copies(indices: Sequence[Any]) -> set[int]:
@@ -268,7 +246,6 @@ _NUMBERED_IMAGE = re.compile(r"^(image|img)_?\d+$")
 def arrow_kind(arrow_type: Any) -> str | None:
     """How a column stores images: `struct` (HF Image: {bytes, path}), `binary`, `string` (base64),
     or a list of one of those (`struct_list`, ...); None when it cannot hold images."""
-    import pyarrow as pa
 
     if pa.types.is_struct(arrow_type):
         names = {arrow_type.field(i).name for i in range(arrow_type.num_fields)}
@@ -334,8 +311,6 @@ def choose_image_columns(
 def scan_column(array: Any, kind: str, known_indices: set[str], skipped: Any) -> list[tuple[int, int]]:
     """(row, k) of every present image in an arrow array (k = -1 for a single-image cell), touching
     validity bitmaps, offsets and short cells only. Absent cells are counted in `skipped`."""
-    import numpy as np
-    import pyarrow.compute as pc
 
     found: list[tuple[int, int]] = []
     if not kind.endswith("_list"):
@@ -358,8 +333,6 @@ def scan_column(array: Any, kind: str, known_indices: set[str], skipped: Any) ->
 
 
 def _present(array: Any, kind: str, known_indices: set[str], skipped: Any) -> Any:
-    import numpy as np
-    import pyarrow.compute as pc
 
     valid = array.is_valid().to_numpy(zero_copy_only=False)
     if kind == "string":

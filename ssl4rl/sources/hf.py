@@ -24,7 +24,10 @@ import os
 import re
 from typing import Any, ClassVar
 
+import datasets
 import numpy as np
+import pyarrow.compute as pc
+from datasets import Dataset, Image, concatenate_datasets
 
 from ..errors import UserError
 from ._common import (
@@ -82,7 +85,6 @@ def _inner(feature: Any) -> Any:
 
 
 def _is_image_feature(feature: Any) -> bool:
-    from datasets import Image
 
     return isinstance(feature, Image)
 
@@ -130,8 +132,6 @@ class HFSource(LazySource):
         if not name:
             return [None]
         if name == "all":
-            import datasets
-
             try:
                 return list(datasets.get_dataset_config_names(self.path, revision=self.options["revision"]))
             except Exception as exc:  # hub and builder errors come in many types
@@ -141,7 +141,6 @@ class HFSource(LazySource):
         return [part.strip() for part in name.split(",") if part.strip()]
 
     def _load(self, config: str | None) -> Any:
-        import datasets  # a core dependency, imported on first use only
 
         path, split, cache_dir = self.path, self.split, self.options["cache_dir"]
         try:
@@ -190,8 +189,6 @@ class HFSource(LazySource):
         tables = []
         for config, cache_files in zip(self._index["configs"], self._index["cache_files"]):
             if cache_files and all(os.path.isfile(f) for f in cache_files):
-                from datasets import Dataset, concatenate_datasets
-
                 dataset = concatenate_datasets([Dataset.from_file(f) for f in cache_files])
             else:
                 dataset = self._flat(self._load(config))
@@ -251,7 +248,6 @@ class HFSource(LazySource):
 
     def _usable_rows(self, dataset: Any) -> set[int] | range:
         """Rows left after `keep_if` and circular-copy dedupe (dropped rows are counted)."""
-        import pyarrow.compute as pc
 
         keep: set[int] | range = range(dataset.num_rows)
         keep_if = self.options["keep_if"]

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import UserError
 from ._common import (
@@ -33,6 +35,7 @@ from ._common import (
     find_files,
     scan_column,
     select_split_files,
+    split_of_file,
 )
 from .base import SourceItem, register_source
 
@@ -157,7 +160,6 @@ class ParquetSource(LazySource):
     def _presence_array(self, reader: Any, group: int, column: str, kind: str, n: int) -> Any:
         """An array with the same validity (and list lengths, and short strings) as the column,
         read as cheaply as the column type allows."""
-        import pyarrow as pa
 
         if kind in ("struct", "struct_list"):
             leaf = self._path_leaf(reader, column)
@@ -191,7 +193,6 @@ class ParquetSource(LazySource):
     # ---- items ------------------------------------------------------------------------------
 
     def _reader(self, file: str) -> Any:
-        import pyarrow.parquet as pq
 
         try:
             return pq.ParquetFile(file, memory_map=True)
@@ -256,7 +257,6 @@ class ParquetSource(LazySource):
         return f"{label}[{self.split}]" if self.split and self._splits_by_file() else label
 
     def _splits_by_file(self) -> bool:
-        from ._common import split_of_file
 
         index = self._ensure_index()
         return any(split_of_file(os.path.relpath(f, index["root"])) for f in index["files"])

@@ -20,19 +20,16 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ..errors import UserError
 from ..images import SkipSample
-from ._common import (
-    MAX_REFERENCE_CHARS,
-    LazySource,
-    Option,
-    circular_copies,
-    decode_base64,
-    empty_source_error,
-    looks_like_list_literal,
-    parse_list_literal,
-)
+from ._common import LazySource, Option, circular_copies, empty_source_error
 from .base import SourceItem, register_source
+from .cells import MAX_REFERENCE_CHARS, decode_base64, looks_like_list_literal, parse_list_literal
 
 SINGLE = -1  # `k` of an item whose cell holds one image
 
@@ -60,7 +57,6 @@ class TsvSource(LazySource):
 
     def _read(self) -> tuple[Any, list[str] | None]:
         """(image cells, index cells or None) for every row of the file."""
-        import pandas as pd
 
         image_column = self.options["image_column"]
         index_column = self.options["index_column"]
@@ -87,8 +83,6 @@ class TsvSource(LazySource):
         return cells, indices
 
     def _build_index(self) -> dict[str, Any]:
-        import numpy as np
-        import pyarrow.compute as pc
 
         cells, indices = self._read()
         self._cells = cells
@@ -167,7 +161,6 @@ class TsvSource(LazySource):
 def _arrow_strings(series: Any) -> Any:
     """The cells of a pandas string column as a pyarrow array, zero-copy when pandas stores them in
     arrow already (pandas >= 3 does)."""
-    import pyarrow as pa
 
     array = series.array
     if hasattr(array, "__arrow_array__"):

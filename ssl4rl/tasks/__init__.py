@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-from .base import IMAGE_PLACEHOLDER, TASKS, Example, Plan, SSLTask, knob, register_task
-
-BUILTIN_TASKS = (
-    "rotation",
-    "jigsaw",
-    "position",
-    "contrastive",
-    "flip_patch",
-    "inpaint",
-    "single_rotation",
+from .base import (
+    COMMON_REWARD_OPTIONS,
+    IMAGE_PLACEHOLDER,
+    TASKS,
+    Example,
+    Plan,
+    RewardOption,
+    SSLTask,
+    knob,
+    register_task,
 )
 
-for _module in BUILTIN_TASKS:
-    try:
-        importlib.import_module(f"{__name__}.{_module}")
-    except ModuleNotFoundError as _exc:  # a trimmed install may ship fewer task files
-        if _exc.name != f"{__name__}.{_module}":
-            raise
+# Every module of this package but `base` defines a task: adding a task is adding its file.
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"):
+    importlib.import_module(f"{__name__}.{_module}")
 
 
 def get_task(name: str, **knobs) -> SSLTask:
@@ -44,7 +42,24 @@ def task_for_data_source(data_source: str) -> type[SSLTask]:
     )
 
 
+def paper_tasks() -> list[str]:
+    """The SSL4RL paper's tasks, in the paper's order."""
+    ranked = [(TASKS.get(name).paper_rank, name) for name in TASKS.names() if TASKS.get(name).paper_rank]
+    return [name for _, name in sorted(ranked)]
+
+
+def reward_options() -> dict[str, RewardOption]:
+    """Every scoring option: the common ones and each registered task's own."""
+    options = dict(COMMON_REWARD_OPTIONS)
+    for name in TASKS.names():
+        options.update(TASKS.get(name).reward_options)
+    return options
+
+
 __all__ = [
+    "RewardOption",
+    "paper_tasks",
+    "reward_options",
     "IMAGE_PLACEHOLDER",
     "TASKS",
     "Example",

@@ -37,6 +37,74 @@ def knob(default: Any, help: str, parse: Callable[[str], Any] | None = None, cho
     return field(default=default, metadata={"help": help, "parse": parse, "choices": choices})
 
 
+def convert_knob(knob_field: dataclasses.Field, text: str) -> Any:
+    """A knob's value from command-line text: its own `parse`, else by the type of its default; raises
+    ValueError with a message naming the flag."""
+    flag = f"--{knob_field.name.replace('_', '-')}"
+    parse = knob_field.metadata.get("parse")
+    default = knob_field.default
+    try:
+        if parse is not None:
+            value = parse(text)
+        elif isinstance(default, bool):
+            lowered = text.lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"expected true/false, got {text!r}")
+            value = lowered in ("1", "true", "yes", "on")
+        elif isinstance(default, int):
+            value = int(text)
+        elif isinstance(default, float):
+            value = float(text)
+        elif isinstance(default, tuple):
+            value = tuple(float(x) for x in text.split(","))
+        else:
+            value = text
+    except ValueError as exc:
+        raise ValueError(f"bad value for {flag}: {exc}") from None
+    choices = knob_field.metadata.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"{flag} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RewardOption:
+    """A scoring option a task's `score` accepts (through verl's reward_kwargs or `--reward-option`)."""
+
+    help: str
+    default: Any
+    choices: tuple[str, ...] = ()  # allowed values of a text option
+    unit_interval: bool = False  # a number in [0, 1]
+
+    def check(self, name: str, value: Any) -> Any:
+        """The value, converted (numbers may arrive as strings from a command line); ValueError if bad."""
+        if self.unit_interval:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}") from None
+            if not 0.0 <= number <= 1.0:  # also rejects NaN
+                raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+            return number
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{name} must be one of {', '.join(self.choices)}; got {value!r}")
+        return value
+
+
+NORMALIZATIONS = ("exact", "lenient")
+# Options every task's `score` takes; a task declares its own in `reward_options`.
+COMMON_REWARD_OPTIONS = {
+    "format_weight": RewardOption(
+        "score = (1 - w) * task reward + w * format (0..1; paper: 0)", 0.0, unit_interval=True
+    ),
+    "normalization": RewardOption(
+        "answer comparison: 'exact' (paper: strip, case-sensitive) or 'lenient'",
+        "exact",
+        choices=NORMALIZATIONS,
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one sample is made from, decided up front so any worker can build sample `index` alone."""
@@ -68,6 +136,16 @@ class SSLTask(ABC):
     # Extra sub-score names this task's `score` adds beyond score/acc/format/pred, with the value other
     # tasks report for them: verl needs every sample of a mixed batch to return the same keys.
     extra_scores: ClassVar[dict[str, float]] = {}
+    # Scoring options of this task beyond COMMON_REWARD_OPTIONS (keyword arguments of `score`).
+    reward_options: ClassVar[dict[str, RewardOption]] = {}
+    # Position among the four tasks of the SSL4RL paper (1-4, the paper's order), 0 for the others: the
+    # demo's default task set.
+    paper_rank: ClassVar[int] = 0
+    # `ssl4rl calibrate`'s difficulty ladder, easy to hard: knob settings (only the knobs a level changes).
+    # Empty: one level per value of a knob with fixed choices (or a true/false knob), else the defaults.
+    calibration_levels: ClassVar[tuple[dict[str, Any], ...]] = ()
+    # Which way to turn the knobs when no level is in the target band: {"harder": ..., "easier": ...}.
+    calibration_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **knobs: Any):
         self.knobs = self.Knobs(**knobs)
@@ -89,6 +167,16 @@ class SSLTask(ABC):
     @classmethod
     def knob_fields(cls) -> list[dataclasses.Field]:
         return list(dataclasses.fields(cls.Knobs))
+
+    @classmethod
+    def parse_knob(cls, name: str, text: str) -> Any:
+        """Knob `name`'s value from command-line text (ValueError for an unknown knob or a bad value)."""
+        fields = {f.name: f for f in cls.knob_fields()}
+        if name not in fields:
+            raise ValueError(
+                f"--{name.replace('_', '-')} is not a knob of task {cls.name!r}; its knobs: {', '.join(fields) or 'none'}"
+            )
+        return convert_knob(fields[name], text)
 
     def answer_space(self) -> list[str] | None:
         """All possible answers when the set is small enough to list (used for uniformity checks)."""

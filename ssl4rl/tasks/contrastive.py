@@ -29,6 +29,9 @@ MAX_PARTNER_CANDIDATES = 8  # fallbacks for partners that fail to load or duplic
 class ContrastiveTask(SSLTask):
     summary = "Two augmented views of the same image (positive) or of two different images (negative)."
     answer_example = "positive"
+    paper_rank = 4
+    calibration_levels = ({"strength": "weak"}, {"strength": "strong"})
+    calibration_hints = {"harder": "--strength strong", "easier": "--strength weak"}
     min_sources = 3
 
     @dataclass(frozen=True)

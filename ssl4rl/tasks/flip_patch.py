@@ -59,7 +59,7 @@ def looks_alike(a: np.ndarray, b: np.ndarray, min_change: float) -> bool:
 def parse_flip_answer(text: object) -> tuple[int, str] | None:
     """'3 horizontal' -> (3, 'horizontal'): a number, whitespace, a direction word; None otherwise.
 
-    Case-sensitive (normalise first for lenient scoring). Linear time, never raises."""
+    Case-sensitive (normalize first for lenient scoring). Linear time, never raises."""
     if not isinstance(text, str) or len(text) > _MAX_ANSWER_CHARS:
         return None
     tokens = text.split()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import permutations
 from typing import Any
 
 import numpy as np
 
 from ..images import MIN_SIDE, LoadedImage, SkipSample
-from .base import Example, Plan, SSLTask, combine, knob, register_task
+from .base import Example, Plan, RewardOption, SSLTask, combine, knob, register_task
 
 MIN_GRID_SIDE, MAX_GRID_SIDE = 2, 6
 SCORING_MODES = ("paper", "valid_partial", "exact")
@@ -118,6 +119,23 @@ class JigsawTask(SSLTask):
     summary = "The grid patches of an image in shuffled order; answer where each one belongs."
     answer_example = "3,2,1,4"
     extra_scores = {"partial": 0.0, "valid": 0.0}
+    reward_options = {
+        "jigsaw_mode": RewardOption(
+            "'paper' (fraction of positions), 'valid_partial' (0 unless a permutation) or 'exact'",
+            "paper",
+            choices=SCORING_MODES,
+        ),
+        "partial_weight": RewardOption(
+            "jigsaw valid_partial: weight of the partial credit (0..1)", 1.0, unit_interval=True
+        ),
+    }
+    paper_rank = 2
+    calibration_levels = ({"grid": "2"}, {"grid": "2x3"}, {"grid": "3"}, {"grid": "4"})
+    calibration_hints = {
+        "harder": "a larger --grid (up to 6, or e.g. 3x4)",
+        "easier": "a smaller --grid (2 is the smallest; 2x3 lies between 2 and 3) or partial credit "
+        "(--reward-option jigsaw_mode=paper)",
+    }
 
     @dataclass
     class Knobs:
@@ -144,7 +162,6 @@ class JigsawTask(SSLTask):
     def answer_space(self) -> list[str] | None:
         if math.factorial(self.n_patches) > _LISTABLE_ANSWERS:
             return None
-        from itertools import permutations
 
         return [permutation_answer(list(p)) for p in permutations(range(self.n_patches))]
 

@@ -43,6 +43,18 @@ def crop_side_range(side: int, min_ratio: float, max_ratio: float) -> tuple[int,
 class PositionTask(SSLTask):
     summary = "The full image and a crop from one of its quadrants; answer which quadrant."
     answer_example = "top-left"
+    paper_rank = 3
+    # Crop sides never go below 28 px whatever the ratio, so the hardest level needs quadrants of at least
+    # 140 px (images of 280 px) to keep its full range.
+    calibration_levels = (
+        {"min_ratio": 0.2, "max_ratio": 0.8},
+        {"min_ratio": 0.1, "max_ratio": 0.4},
+        {"min_ratio": 0.05, "max_ratio": 0.2},
+    )
+    calibration_hints = {
+        "harder": "smaller crops (lower --min-ratio/--max-ratio) or --augment",
+        "easier": "larger crops (e.g. --min-ratio 0.4 --max-ratio 1.0)",
+    }
 
     @dataclass(frozen=True)
     class Knobs:

@@ -151,6 +151,9 @@ def rotate_view(image: Image.Image, angle: int, crop_size: tuple[int, int] | Non
 class RotationTask(SSLTask):
     summary = "Original + a copy rotated counter-clockwise by k*granularity degrees; answer the angle."
     answer_example = "90"
+    paper_rank = 1
+    calibration_levels = ({"granularity": 90}, {"granularity": 45}, {"granularity": 30})
+    calibration_hints = {"harder": "a smaller --granularity (e.g. 15)", "easier": "--granularity 90 or 180"}
 
     @dataclass
     class Knobs:

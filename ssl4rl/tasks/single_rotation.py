@@ -35,6 +35,9 @@ def centre_square_box(width: int, height: int) -> tuple[int, int, int, int]:
 @register_task("single_rotation")
 class SingleRotationTask(RotationTask):
     summary = "One image rotated counter-clockwise by k*granularity degrees (no reference); answer the angle."
+    paper_rank = 0  # not one of the paper's four
+    calibration_levels = ()  # a ladder from its knob choices
+    calibration_hints = {}
 
     @dataclass
     class Knobs(RotationTask.Knobs):

@@ -26,6 +26,7 @@ Step-only curricula need no files at all.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from typing import Any
 
 from ..accuracy_ledger import LEDGER_DIR
 from ..errors import UserError
+from ..fileio import write_json
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
@@ -258,7 +260,6 @@ class CurriculumSession:
         if self.directory is None:
             self.advanced[part].setdefault(k, record)
             return
-        import fcntl
 
         with open(os.path.join(self.directory, LOCK_FILE), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -267,7 +268,6 @@ class CurriculumSession:
                 stages = state.setdefault(part, {})
                 if str(k) not in stages:
                     stages[str(k)] = {**record, "time": time.time()}
-                    from ..fileio import write_json
 
                     write_json(os.path.join(self.directory, STATE_FILE), state)
             finally:

@@ -41,10 +41,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..rl_row import RL_COLUMNS, RL_SCHEMA, RLParquetWriter
+from ..tasks import task_for_data_source
 
 TRAIN_FILE = "train.parquet"
 VAL_FILE = "val.parquet"
@@ -184,8 +186,6 @@ def _files_of(path: str) -> tuple[str, str | None]:
 def _usable_rows(path: str, skipped: Counter) -> tuple[np.ndarray, Counter]:
     """Row numbers whose data_source an SSL task scores (reads only that column), and rows per data_source."""
 
-    from ..tasks import task_for_data_source
-
     try:
         schema = pq.read_schema(path)
     except Exception as exc:  # noqa: BLE001  pyarrow raises several types for non-parquet files
@@ -217,7 +217,6 @@ def _usable_rows(path: str, skipped: Counter) -> tuple[np.ndarray, Counter]:
 
 
 def _default_name(path: str, sources: Counter) -> str:
-    from ..tasks import task_for_data_source
 
     tasks = {task_for_data_source(s).name for s in sources}
     if len(tasks) == 1:
@@ -226,7 +225,6 @@ def _default_name(path: str, sources: Counter) -> str:
 
 
 def resolve_parts(parts: Sequence[MixPart]) -> list[ResolvedPart]:
-    from ..tasks import task_for_data_source
 
     resolved = []
     for part in parts:
@@ -386,7 +384,6 @@ def plan_train(config: MixConfig, parts: Sequence[ResolvedPart]) -> tuple[int, l
 
 def mix(config: MixConfig) -> dict:
     """Write OUT/train.parquet, OUT/val.parquet (and val_<part>.parquet) and OUT/manifest.json; returns the manifest."""
-    from tqdm import tqdm
 
     started = time.time()
     parts = resolve_parts(config.parts)

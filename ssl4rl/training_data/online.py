@@ -36,12 +36,13 @@ from PIL import Image
 from ..builder.config import BuildConfig
 from ..builder.samples import ChunkResult, SampleFactory
 from ..errors import UserError
+from ..fileio import write_json
 from ..images import Encoding, SkipSample
 from ..registry import UnknownNameError
 from ..rl_row import ABILITY, rl_row
 from ..tasks import get_task
 from .curriculum import Curriculum, CurriculumSession
-from .online_spec import OnlineSpec, PartSpec, load_spec
+from .online_spec import OnlineDataConfig, OnlinePartConfig, load_spec
 
 EPOCH_STREAM = 0x45504F43  # "EPOC": epoch seeds never equal a plain seed or the builder's streams
 RETRY_STREAM = 0x52545259  # "RTRY"
@@ -71,7 +72,7 @@ class OnlinePart:
 
     def __init__(
         self,
-        spec: PartSpec,
+        spec: OnlinePartConfig,
         *,
         max_prompt_tokens: int | None = None,
         min_pixels: int | None = None,
@@ -223,7 +224,7 @@ class OnlineSSLData:
 
     def __init__(
         self,
-        spec: OnlineSpec | str | list[str],
+        spec: OnlineDataConfig | str | list[str],
         *,
         progress: str = "served",
         batch_size: int = 1,
@@ -235,7 +236,7 @@ class OnlineSSLData:
     ):
         if progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}, got {progress!r}")
-        self.spec = spec if isinstance(spec, OnlineSpec) else load_spec(spec)
+        self.spec = spec if isinstance(spec, OnlineDataConfig) else load_spec(spec)
         self.progress = progress
         self.batch_size = max(1, int(batch_size))
         self.parts = [
@@ -258,8 +259,6 @@ class OnlineSSLData:
         try:
             self.session = CurriculumSession(curricula, session_dir)
             if session_dir is not None:
-                from ..fileio import write_json
-
                 write_json(os.path.join(session_dir, "session.json"), self.describe())
         except OSError as exc:
             raise UserError(

@@ -30,7 +30,7 @@ IMAGE_FORMATS = ("pil", "encoded")
 
 
 @dataclass
-class PartSpec:
+class OnlinePartConfig:
     task: str
     source: str
     input: str
@@ -67,12 +67,12 @@ class PartSpec:
         )
 
 
-PART_KEYS = tuple(f.name for f in fields(PartSpec))
+PART_KEYS = tuple(f.name for f in fields(OnlinePartConfig))
 
 
 @dataclass
-class OnlineSpec:
-    parts: list[PartSpec]
+class OnlineDataConfig:
+    parts: list[OnlinePartConfig]
     state_dir: str | None = None  # where curriculum sessions live (default: beside the first spec file)
     paths: list[str] = field(default_factory=list)  # the files it was read from
 
@@ -111,14 +111,14 @@ def read_mapping(path: str) -> dict[str, Any]:
     return data
 
 
-def part_from_mapping(data: dict[str, Any], where: str, base_dir: str | None) -> PartSpec:
+def part_from_mapping(data: dict[str, Any], where: str, base_dir: str | None) -> OnlinePartConfig:
     unknown = sorted(set(data) - set(PART_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(PART_KEYS)}")
     missing = [k for k in ("task", "source", "input") if not data.get(k)]
     if missing:
         raise UserError(f"{where}: missing {', '.join(missing)}")
-    part = PartSpec(**data)
+    part = OnlinePartConfig(**data)
     for name in ("knobs", "source_options", "encoding"):
         if not isinstance(getattr(part, name), dict):
             raise UserError(f"{where}: {name} must be a mapping")
@@ -134,7 +134,9 @@ def part_from_mapping(data: dict[str, Any], where: str, base_dir: str | None) ->
     return part
 
 
-def spec_from_mapping(data: dict[str, Any], where: str = "spec", base_dir: str | None = None) -> OnlineSpec:
+def spec_from_mapping(
+    data: dict[str, Any], where: str = "spec", base_dir: str | None = None
+) -> OnlineDataConfig:
     data = dict(data)
     state_dir = data.pop("state_dir", None)
     parts = data.pop("parts", None)
@@ -144,7 +146,7 @@ def spec_from_mapping(data: dict[str, Any], where: str = "spec", base_dir: str |
         items = [{**data, **p} for p in parts]
     else:
         raise UserError(f"{where}: parts must be a non-empty list of mappings")
-    spec = OnlineSpec(
+    spec = OnlineDataConfig(
         parts=[part_from_mapping(item, f"{where} part {i}", base_dir) for i, item in enumerate(items)],
         state_dir=state_dir,
     )
@@ -153,12 +155,12 @@ def spec_from_mapping(data: dict[str, Any], where: str = "spec", base_dir: str |
     return spec
 
 
-def load_spec(paths: str | list[str]) -> OnlineSpec:
+def load_spec(paths: str | list[str]) -> OnlineDataConfig:
     """Read one or several spec files into one spec (their parts concatenated in order)."""
     paths = [paths] if isinstance(paths, str | os.PathLike) else [str(p) for p in paths]
     if not paths:
         raise UserError("no online dataset spec given")
-    merged = OnlineSpec(parts=[], paths=[os.path.abspath(p) for p in paths])
+    merged = OnlineDataConfig(parts=[], paths=[os.path.abspath(p) for p in paths])
     for path in paths:
         if not is_spec_file(path):
             raise UserError(f"{path}: an online dataset spec must be a .yaml, .yml or .json file")

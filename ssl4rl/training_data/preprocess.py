@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..rl_row import ABILITY, IMAGE_PLACEHOLDER, IMAGE_TYPE, RLParquetWriter, rl_table
+from ..tasks import TASKS
 
 DEFAULT_BATCH_ROWS = 64  # rows per streamed record batch and output row group
 RELEASE_COLUMNS = ("images", "query", "answer")
@@ -69,8 +71,6 @@ class PreprocessConfig:
         if self.batch_rows < 1:
             raise UserError("--batch-rows must be at least 1")
         if self.task is not None:
-            from ..tasks import TASKS
-
             TASKS.get(self.task)  # unknown names raise with a "did you mean" hint
 
     @property
@@ -206,10 +206,8 @@ def _built_manifest_summary(path: str) -> dict | None:
 def infer_task(text: str) -> str | None:
     """The one built-in task named in `text` (`RotationQA`, `.../jigsaw_3x3/...`), else None. A name
     inside a longer matching one does not count (`single_rotation` names only that task)."""
-    from ..tasks import BUILTIN_TASKS
-
     lowered = text.lower()
-    named = [task for task in BUILTIN_TASKS if task in lowered]
+    named = [task for task in TASKS.names() if task in lowered]
     named = [task for task in named if not any(task != other and task in other for other in named)]
     return named[0] if len(named) == 1 else None
 
@@ -244,7 +242,7 @@ def resolve_input(item: DatasetInput, task: str | None) -> DatasetInput:
     return item
 
 
-# ---- reading and normalising batches -----------------------------------------------------------
+# ---- reading and normalizing batches -----------------------------------------------------------
 
 
 @dataclass
@@ -567,7 +565,6 @@ class OutputFile:
 
 def preprocess(config: PreprocessConfig) -> dict:
     """Write train.parquet, val.parquet and manifest.json under `config.out`; returns the manifest."""
-    from tqdm import tqdm
 
     started = time.time()
     inputs = [resolve_input(parse_spec(s, "train"), config.task) for s in config.train]

@@ -2,9 +2,9 @@
 
 TRL 1.16's GRPOTrainer has nothing built in for it: it only logs `frac_reward_zero_std` (the share of completions
 whose prompt group has equal rewards). Such a group has zero GRPO advantage, yet with the default `dapo` loss
-(token mean over the generation batch) its tokens still count in the loss normaliser, shrinking every other
-group's update, and its KL term still pulls the policy. `FilteringGRPOTrainer` (from `filtering_trainer_class()`)
-changes one thing after TRL has generated and scored a generation batch:
+(token mean over the generation batch) its tokens still count in the loss normalizer, shrinking every other
+group's update, and its KL term still pulls the policy. `FilteringGRPOTrainer` (a GRPOTrainer
+subclass) changes one thing after TRL has generated and scored a generation batch:
 
 1. it classifies every prompt group from the rewards TRL computed (all reward functions, weighted and summed as
    TRL does; NaN = unscorable is ignored): zero signal when the group's rewards are all equal, or fewer than two
@@ -14,10 +14,12 @@ changes one thing after TRL has generated and scored a generation batch:
    zero-signal ones, for at most that many extra rounds per generation batch (each round costs one more
    generation + scoring of a full batch);
 3. groups still without signal are dropped from the loss: their completion mask and advantages become zero and
-   `num_items_in_batch` is recomputed, so they neither dilute the token-mean normaliser (exact for the dapo, bnpo
+   `num_items_in_batch` is recomputed, so they neither dilute the token-mean normalizer (exact for the dapo, bnpo
    and cispo losses; grpo and dr_grpo still count the rows in their per-sequence mean) nor add KL gradient.
 The batch shape never changes (TRL splits it into fixed-size micro-batches), so a step whose groups are all
-without signal makes a zero-gradient step.
+without signal makes a zero-gradient step. The group decisions themselves (which groups lack signal, which
+donor fills which slot) are plain numpy in `zero_signal.py`; this module holds what needs torch and TRL: the
+trainer and the merge of two scored generation batches.
 
 Metrics (train mode, one value per generation batch; TRL averages them over a logging window):
   filter/zero_signal_frac   share of groups without signal among the first generation of the batch
@@ -26,7 +28,7 @@ Metrics (train mode, one value per generation batch; TRL averages them over a lo
   filter/refill_rounds      extra generation rounds used
   ssl4rl/<task>/dropped_groups, ssl4rl/<task>/refilled_groups   the same per task (from `data_source`)
 The per-task zero-variance fraction of every generation (`ssl4rl/<task>/zero_std_frac`) is logged by the
-backend's reward wrapper (`trl_backend.with_group_metrics`); with refill it averages over all generated rounds.
+backend's reward wrapper (`rewards.with_group_metrics`); with refill it averages over all generated rounds.
 """
 
 from __future__ import annotations
@@ -34,85 +36,25 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from accelerate.utils import gather, gather_object
+from torch.utils.data import DataLoader
+from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler, split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+
+from .zero_signal import (
+    ZeroSignalFilter,
+    combined_rewards,
+    group_labels,
+    refill_pairs,
+    zero_signal_groups,
+    zero_signal_groups_per_function,
+)
 
 REFILL_SEED_OFFSET = 0x5EED  # refill passes shuffle independently of TRL's own sampler (seeded by args.seed)
-ATOL = 1e-8  # TRL's torch.isclose(std, 0) default tolerance
-
-
-@dataclass
-class ZeroSignalFilter:
-    """Settings of `FilteringGRPOTrainer`."""
-
-    refill_rounds: int = 0  # extra generation rounds per generation batch to replace zero-signal groups
-    mask: bool = True  # drop groups left without signal from the loss (False: only measure)
-
-    def __post_init__(self):
-        if self.refill_rounds < 0:
-            raise ValueError(f"refill_rounds must be 0 or more, got {self.refill_rounds}")
-
-
-# ---- pure logic (no torch): unit-tested with constructed reward groups --------------------------------
-
-
-def zero_signal_groups(rewards: Sequence[float], group_size: int, atol: float = ATOL) -> np.ndarray:
-    """One bool per consecutive group of `group_size` rewards: True when the group carries no GRPO signal.
-
-    NaN marks an unscorable completion (TRL excludes it from the group baseline and zeroes its advantage), so a
-    group is without signal when its scorable rewards are all equal within `atol`, or fewer than two exist.
-    """
-    values = np.asarray(rewards, dtype=np.float64)
-    if group_size < 1 or values.size % group_size:
-        raise ValueError(f"{values.size} rewards do not split into groups of {group_size}")
-    groups = values.reshape(-1, group_size)
-    finite = np.isfinite(groups)
-    counts = finite.sum(axis=1)
-    high = np.where(finite, groups, -np.inf).max(axis=1)
-    low = np.where(finite, groups, np.inf).min(axis=1)
-    with np.errstate(invalid="ignore"):
-        spread = np.where(counts >= 2, high - low, 0.0)
-    return (counts < 2) | (spread <= atol)
-
-
-def combined_rewards(rewards_per_func, weights: Sequence[float]) -> np.ndarray:
-    """TRL's `sum_then_normalize` reward per completion: weighted nansum, NaN when every function returned None."""
-    table = np.asarray(rewards_per_func, dtype=np.float64).reshape(len(rewards_per_func), -1)
-    weighted = table * np.asarray(weights, dtype=np.float64)[None, :]
-    total = np.nansum(weighted, axis=1)
-    total[np.isnan(table).all(axis=1)] = np.nan
-    return total
-
-
-def zero_signal_groups_per_function(rewards_per_func, group_size: int) -> np.ndarray:
-    """`normalize_then_sum`: a group has no signal only when every reward function is constant within it."""
-    table = np.asarray(rewards_per_func, dtype=np.float64).reshape(len(rewards_per_func), -1)
-    return np.all([zero_signal_groups(table[:, k], group_size) for k in range(table.shape[1])], axis=0)
-
-
-def refill_pairs(
-    without_signal: Sequence[bool], donor_without_signal: Sequence[bool]
-) -> list[tuple[int, int]]:
-    """(slot, donor) pairs: zero-signal slots of the batch, in order, filled by the donor batch's groups with
-    signal, in order."""
-    slots = [i for i, zero in enumerate(without_signal) if zero]
-    donors = [i for i, zero in enumerate(donor_without_signal) if not zero]
-    return list(zip(slots, donors))
-
-
-def group_labels(data_sources: Sequence[Any], group_size: int) -> list[str]:
-    """The task of each group (from its first row's data_source), for per-task metrics."""
-    from ...tasks import task_for_data_source
-
-    def task(source: Any) -> str:
-        try:
-            return task_for_data_source(str(source)).name
-        except KeyError:
-            return str(source).rsplit("/", 1)[-1] or "unknown"
-
-    return [task(data_sources[i]) for i in range(0, len(data_sources), group_size)]
 
 
 # ---- merging two scored generation batches (torch) ---------------------------------------------------
@@ -139,8 +81,6 @@ class CannotMerge(Exception):
 
 
 def _pad(tensor, width: int, value, left: bool):
-    import torch
-
     missing = width - tensor.size(1)
     if missing <= 0:
         return tensor
@@ -158,9 +98,6 @@ def merge_groups(
     Both are outputs of TRL's `_generate_and_score_completions` for the same number of rows; token tensors are
     re-padded to the wider of the two (prompts on the left, completions on the right, as TRL pads them).
     """
-    import torch
-    from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
-
     known = {
         *PROMPT_KEYS,
         *COMPLETION_KEYS,
@@ -241,171 +178,140 @@ def merge_groups(
 
 # ---- the trainer ------------------------------------------------------------------------------------------
 
-_TRAINER_CLASSES: dict[type, type] = {}
 
+class FilteringGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that drops (and optionally replaces) prompt groups whose rewards are all equal."""
 
-def filtering_trainer_class(base: type | None = None) -> type:
-    """A subclass of TRL's GRPOTrainer (or of `base`) taking `zero_signal_filter=ZeroSignalFilter(...)`."""
-    if base is None:
-        from trl import GRPOTrainer as base
-    if base not in _TRAINER_CLASSES:
-        _TRAINER_CLASSES[base] = _make_class(base)
-    return _TRAINER_CLASSES[base]
+    def __init__(self, *args, zero_signal_filter: ZeroSignalFilter | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zero_signal_filter = zero_signal_filter or ZeroSignalFilter()
+        if self.zero_signal_filter.refill_rounds and self.accelerator.num_processes > 1:
+            raise ValueError("zero-signal refill runs on one process only; use refill_rounds=0 (masking)")
+        self._last_rewards_per_func = None
+        self._refill_iterator = None
+        self._refill_epoch = 0
+        self._refill_disabled = False
 
+    # TRL computes the rewards (gathered over processes) here; keep them to classify groups.
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards
+        return rewards
 
-def _make_class(base: type) -> type:
-    import torch
-    from accelerate.utils import gather, gather_object
+    def _zero_signal(self) -> np.ndarray:
+        rewards = self._last_rewards_per_func.detach().float().cpu().numpy()
+        if getattr(self, "multi_objective_aggregation", "sum_then_normalize") == "normalize_then_sum":
+            return zero_signal_groups_per_function(rewards, self.num_generations)
+        weights = self.reward_weights.detach().float().cpu().numpy()
+        return zero_signal_groups(combined_rewards(rewards, weights), self.num_generations)
 
-    class FilteringGRPOTrainer(base):
-        """GRPOTrainer that drops (and optionally replaces) prompt groups whose rewards are all equal."""
-
-        def __init__(self, *args, zero_signal_filter: ZeroSignalFilter | None = None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.zero_signal_filter = zero_signal_filter or ZeroSignalFilter()
-            if self.zero_signal_filter.refill_rounds and self.accelerator.num_processes > 1:
-                raise ValueError("zero-signal refill runs on one process only; use refill_rounds=0 (masking)")
-            self._last_rewards_per_func = None
-            self._refill_iterator = None
-            self._refill_epoch = 0
-            self._refill_disabled = False
-
-        # TRL computes the rewards (gathered over processes) here; keep them to classify groups.
-        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            self._last_rewards_per_func = rewards
-            return rewards
-
-        def _zero_signal(self) -> np.ndarray:
-            rewards = self._last_rewards_per_func.detach().float().cpu().numpy()
-            if getattr(self, "multi_objective_aggregation", "sum_then_normalize") == "normalize_then_sum":
-                return zero_signal_groups_per_function(rewards, self.num_generations)
-            weights = self.reward_weights.detach().float().cpu().numpy()
-            return zero_signal_groups(combined_rewards(rewards, weights), self.num_generations)
-
-        def _next_refill_inputs(self, rows: int) -> list | None:
-            """The next `rows` rows (whole groups) of an independently shuffled pass over the training set;
-            None when the set cannot supply them (iterable, or fewer prompts than a batch needs)."""
-            from torch.utils.data import DataLoader
-            from trl.trainer.utils import RepeatSampler
-
-            prompts = rows // self.num_generations
-            dataset = self.train_dataset
-            if not hasattr(dataset, "__len__") or len(dataset) < prompts:
-                return None
-            for _ in range(2):  # the current pass, then a fresh one
-                if self._refill_iterator is None:
-                    sampler = RepeatSampler(
-                        data_source=dataset,
-                        mini_repeat_count=self.num_generations,
-                        batch_size=prompts,
-                        repeat_count=1,
-                        shuffle=True,
-                        seed=self.args.seed + REFILL_SEED_OFFSET + self._refill_epoch,
-                    )
-                    loader = DataLoader(
-                        dataset, batch_size=rows, sampler=sampler, collate_fn=self.data_collator
-                    )
-                    self._refill_iterator = iter(loader)
-                batch = next(self._refill_iterator, None)
-                if batch is not None and len(batch) == rows:
-                    return batch
-                self._refill_iterator, self._refill_epoch = None, self._refill_epoch + 1
+    def _next_refill_inputs(self, rows: int) -> list | None:
+        """The next `rows` rows (whole groups) of an independently shuffled pass over the training set;
+        None when the set cannot supply them (iterable, or fewer prompts than a batch needs)."""
+        prompts = rows // self.num_generations
+        dataset = self.train_dataset
+        if not hasattr(dataset, "__len__") or len(dataset) < prompts:
             return None
+        for _ in range(2):  # the current pass, then a fresh one
+            if self._refill_iterator is None:
+                sampler = RepeatSampler(
+                    data_source=dataset,
+                    mini_repeat_count=self.num_generations,
+                    batch_size=prompts,
+                    repeat_count=1,
+                    shuffle=True,
+                    seed=self.args.seed + REFILL_SEED_OFFSET + self._refill_epoch,
+                )
+                loader = DataLoader(dataset, batch_size=rows, sampler=sampler, collate_fn=self.data_collator)
+                self._refill_iterator = iter(loader)
+            batch = next(self._refill_iterator, None)
+            if batch is not None and len(batch) == rows:
+                return batch
+            self._refill_iterator, self._refill_epoch = None, self._refill_epoch + 1
+        return None
 
-        def _disable_refill(self, reason: str) -> None:
-            if not self._refill_disabled:
-                warnings.warn(f"zero-signal refill is off for this run: {reason}", stacklevel=3)
-            self._refill_disabled = True
+    def _disable_refill(self, reason: str) -> None:
+        if not self._refill_disabled:
+            warnings.warn(f"zero-signal refill is off for this run: {reason}", stacklevel=3)
+        self._refill_disabled = True
 
-        def _generate_and_score_completions(self, inputs):
-            output = super()._generate_and_score_completions(inputs)
-            if not self.model.training or self._last_rewards_per_func is None:
-                return output
-            n = self.num_generations
-            settings = self.zero_signal_filter
-            zero = self._zero_signal()
-            sources = gather_object([row.get("data_source") for row in inputs])
-            tasks = (
-                group_labels(sources, n) if all(s is not None for s in sources) else ["unknown"] * len(zero)
-            )
-            first_frac = float(zero.mean()) if len(zero) else 0.0
-            first_tasks = list(tasks)
-            refilled: Counter = Counter()
-            rounds = 0
-            while (
-                settings.refill_rounds
-                and not self._refill_disabled
-                and zero.any()
-                and rounds < settings.refill_rounds
-            ):
-                donor_inputs = self._next_refill_inputs(len(inputs))
-                if donor_inputs is None:
-                    self._disable_refill("the training set cannot supply a batch of fresh prompts")
-                    break
-                donor = super()._generate_and_score_completions(donor_inputs)
-                rounds += 1
-                donor_zero = self._zero_signal()
-                pairs = refill_pairs(zero, donor_zero)
-                if not pairs:
-                    continue
-                try:
-                    output = merge_groups(output, donor, pairs, n, self._pad_token_id())
-                except CannotMerge as exc:
-                    self._disable_refill(f"this model's outputs cannot be merged ({exc}); masking only")
-                    break
-                donor_tasks = group_labels([row.get("data_source") for row in donor_inputs], n)
-                for slot, donor_group in pairs:
-                    refilled[tasks[slot]] += 1
-                    zero[slot] = False
-                    tasks[slot] = donor_tasks[donor_group]
-            dropped = Counter(task for task, z in zip(tasks, zero) if z)
-            tasks_before = set(first_tasks)
-            if settings.mask and zero.any():
-                output = self._drop_from_loss(output, zero, len(inputs))
-            elif rounds:
-                output = self._recount(output)
-            self._log_filter(first_frac, tasks_before, dropped, refilled, set(tasks), rounds)
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if not self.model.training or self._last_rewards_per_func is None:
             return output
-
-        def _pad_token_id(self) -> int:
-            tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
-            return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-
-        def _drop_from_loss(self, output: dict, zero: np.ndarray, local_rows: int) -> dict:
-            keep_rows = np.repeat(~zero, self.num_generations)
-            start = self.accelerator.process_index * local_rows
-            keep = torch.tensor(
-                keep_rows[start : start + local_rows], device=output["completion_mask"].device
-            )
-            output = dict(output)
-            output["completion_mask"] = output["completion_mask"] * keep.unsqueeze(1).to(
-                output["completion_mask"].dtype
-            )
-            output["advantages"] = torch.where(
-                keep, output["advantages"], torch.zeros_like(output["advantages"])
-            )
-            return self._recount(output)
-
-        def _recount(self, output: dict) -> dict:
-            mask = output["completion_mask"]
-            if output.get("tool_mask") is not None:
-                mask = mask * output["tool_mask"]
-            output["num_items_in_batch"] = gather(mask.sum()).sum()
-            return output
-
-        def _log_filter(
-            self, first_frac, tasks_before, dropped: Counter, refilled: Counter, tasks_after, rounds
+        n = self.num_generations
+        settings = self.zero_signal_filter
+        zero = self._zero_signal()
+        sources = gather_object([row.get("data_source") for row in inputs])
+        tasks = group_labels(sources, n) if all(s is not None for s in sources) else ["unknown"] * len(zero)
+        first_frac = float(zero.mean()) if len(zero) else 0.0
+        first_tasks = list(tasks)
+        refilled: Counter = Counter()
+        rounds = 0
+        while (
+            settings.refill_rounds
+            and not self._refill_disabled
+            and zero.any()
+            and rounds < settings.refill_rounds
         ):
-            metrics = self._metrics["train"]
-            metrics["filter/zero_signal_frac"].append(first_frac)
-            metrics["filter/dropped_groups"].append(float(sum(dropped.values())))
-            metrics["filter/refilled_groups"].append(float(sum(refilled.values())))
-            metrics["filter/refill_rounds"].append(float(rounds))
-            # Every task in the batch gets a value (0 included), so per-task curves average over its batches.
-            for task in sorted(set(tasks_before) | set(tasks_after)):
-                metrics[f"ssl4rl/{task}/dropped_groups"].append(float(dropped.get(task, 0)))
-                metrics[f"ssl4rl/{task}/refilled_groups"].append(float(refilled.get(task, 0)))
+            donor_inputs = self._next_refill_inputs(len(inputs))
+            if donor_inputs is None:
+                self._disable_refill("the training set cannot supply a batch of fresh prompts")
+                break
+            donor = super()._generate_and_score_completions(donor_inputs)
+            rounds += 1
+            donor_zero = self._zero_signal()
+            pairs = refill_pairs(zero, donor_zero)
+            if not pairs:
+                continue
+            try:
+                output = merge_groups(output, donor, pairs, n, self._pad_token_id())
+            except CannotMerge as exc:
+                self._disable_refill(f"this model's outputs cannot be merged ({exc}); masking only")
+                break
+            donor_tasks = group_labels([row.get("data_source") for row in donor_inputs], n)
+            for slot, donor_group in pairs:
+                refilled[tasks[slot]] += 1
+                zero[slot] = False
+                tasks[slot] = donor_tasks[donor_group]
+        dropped = Counter(task for task, z in zip(tasks, zero) if z)
+        tasks_before = set(first_tasks)
+        if settings.mask and zero.any():
+            output = self._drop_from_loss(output, zero, len(inputs))
+        elif rounds:
+            output = self._recount(output)
+        self._log_filter(first_frac, tasks_before, dropped, refilled, set(tasks), rounds)
+        return output
 
-    FilteringGRPOTrainer.__qualname__ = f"FilteringGRPOTrainer[{base.__name__}]"
-    return FilteringGRPOTrainer
+    def _pad_token_id(self) -> int:
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+
+    def _drop_from_loss(self, output: dict, zero: np.ndarray, local_rows: int) -> dict:
+        keep_rows = np.repeat(~zero, self.num_generations)
+        start = self.accelerator.process_index * local_rows
+        keep = torch.tensor(keep_rows[start : start + local_rows], device=output["completion_mask"].device)
+        output = dict(output)
+        output["completion_mask"] = output["completion_mask"] * keep.unsqueeze(1).to(
+            output["completion_mask"].dtype
+        )
+        output["advantages"] = torch.where(keep, output["advantages"], torch.zeros_like(output["advantages"]))
+        return self._recount(output)
+
+    def _recount(self, output: dict) -> dict:
+        mask = output["completion_mask"]
+        if output.get("tool_mask") is not None:
+            mask = mask * output["tool_mask"]
+        output["num_items_in_batch"] = gather(mask.sum()).sum()
+        return output
+
+    def _log_filter(self, first_frac, tasks_before, dropped: Counter, refilled: Counter, tasks_after, rounds):
+        metrics = self._metrics["train"]
+        metrics["filter/zero_signal_frac"].append(first_frac)
+        metrics["filter/dropped_groups"].append(float(sum(dropped.values())))
+        metrics["filter/refilled_groups"].append(float(sum(refilled.values())))
+        metrics["filter/refill_rounds"].append(float(rounds))
+        # Every task in the batch gets a value (0 included), so per-task curves average over its batches.
+        for task in sorted(set(tasks_before) | set(tasks_after)):
+            metrics[f"ssl4rl/{task}/dropped_groups"].append(float(dropped.get(task, 0)))
+            metrics[f"ssl4rl/{task}/refilled_groups"].append(float(refilled.get(task, 0)))

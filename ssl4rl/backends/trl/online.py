@@ -8,8 +8,9 @@ tells it the epoch and step, and a reward wrapper that feeds accuracy-driven cur
 
 GRPOTrainer only accepts `datasets.Dataset`/`IterableDataset`, and its sampler repeats each index once
 per generation, so items cannot count their own serves here: the epoch and step come from the
-trainer through `OnlineCurriculumCallback` (`progress="explicit"`), and all repeats of an index
-within a step get the identical sample.
+trainer through `OnlineCurriculumCallback` (`progress="explicit"`, in `callbacks.py`), and all repeats
+of an index within a step get the identical sample. The reward wrapper is `with_curriculum_recording`
+(in `rewards.py`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from transformers import TrainerCallback
+import datasets
+from datasets.utils import logging as datasets_logging
 
-from ...accuracy_ledger import record_outcome
-from ...rl_row import ground_truth, processor_pixel_limits
+from ...reward import trl_reward_function
+from ...rl_row import decode_image_cell, processor_pixel_limits, to_content_blocks
 from ...training_data.online import OnlineSSLData
-from ...training_data.online_spec import OnlineSpec, load_spec
+from ...training_data.online_spec import OnlineDataConfig, load_spec
+from .callbacks import OnlineCurriculumCallback
+from .rewards import with_curriculum_recording
 
 
 class OnlineRowsTransform:
@@ -32,8 +36,6 @@ class OnlineRowsTransform:
         self.online = online
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        from ...rl_row import decode_image_cell, to_content_blocks
-
         rows: dict[int, dict[str, Any]] = {}
         for index in batch["sample_index"]:
             if index not in rows:  # GRPO repeats each prompt within a batch: build it once
@@ -50,19 +52,17 @@ class OnlineRowsTransform:
 
 
 def online_trl_dataset(
-    spec: OnlineSpec | str | Sequence[str],
+    spec: OnlineDataConfig | str | Sequence[str],
     processor: Any = None,
     *,
     max_prompt_length: int | None = 1024,
     session_dir: str | None = None,
 ):
     """(datasets.Dataset that generates rows on access, the OnlineSSLData behind it)."""
-    import datasets
-
     min_pixels, max_pixels = processor_pixel_limits(processor)
     online = OnlineSSLData(
         spec
-        if isinstance(spec, OnlineSpec)
+        if isinstance(spec, OnlineDataConfig)
         else load_spec(list(spec) if not isinstance(spec, str) else spec),
         progress="explicit",
         max_prompt_tokens=max_prompt_length or None,
@@ -71,8 +71,6 @@ def online_trl_dataset(
         tokenizer=getattr(processor, "tokenizer", None),
         session_dir=session_dir,
     )
-    from datasets.utils import logging as datasets_logging
-
     dataset = datasets.Dataset.from_dict({"sample_index": list(range(len(online)))})
     # datasets fingerprints the transform by pickling it and warns that a live generator cannot be:
     # fingerprints only matter for caching, which an on-the-fly dataset must not do anyway.
@@ -85,57 +83,8 @@ def online_trl_dataset(
     return dataset, online
 
 
-class OnlineCurriculumCallback(TrainerCallback):
-    """Tells the online data which epoch and optimizer step the trainer is at.
-
-    Epoch: the trainer's epoch counter (so every epoch draws new samples, resumed runs included).
-    Step: `global_step + 1`, the step about to run; with `steps_per_generation > 1` a stage change takes
-    effect at the next generation batch.
-    """
-
-    def __init__(self, online: OnlineSSLData):
-        self.online = online
-
-    def _sync(self, state) -> None:
-        self.online.set_epoch(int((state.epoch or 0.0) + 1e-6))
-        self.online.set_step(int(state.global_step) + 1)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._sync(state)
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._sync(state)
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._sync(state)
-
-
-def with_curriculum_recording(reward_fn: Callable, **reward_options: Any) -> Callable:
-    """Wrap a TRL reward function so that each scored sample's `acc` (ssl4rl's task scorer, with the
-    same options) is recorded for accuracy-driven curricula. Rows without a curriculum ledger cost
-    nothing extra; the wrapped function's scores are returned unchanged."""
-    from ...reward import completion_text, score_sample, validate_options
-
-    options = validate_options(reward_options)
-
-    def reward(prompts=None, completions=None, **columns: Any) -> list[float]:
-        scores = reward_fn(prompts=prompts, completions=completions, **columns)
-        infos = columns.get("extra_info") or []
-        for i, info in enumerate(infos):
-            if isinstance(info, Mapping) and isinstance(info.get("curriculum"), Mapping):
-                truth = ground_truth(columns["reward_model"][i])
-                result = score_sample(
-                    columns["data_source"][i], completion_text(completions[i]), truth, options
-                )
-                record_outcome(info, result["acc"])
-        return scores
-
-    reward.__name__ = reward.__qualname__ = getattr(reward_fn, "__name__", "reward")
-    return reward
-
-
 def online_trl_setup(
-    spec: OnlineSpec | str | Sequence[str],
+    spec: OnlineDataConfig | str | Sequence[str],
     processor: Any,
     *,
     max_prompt_length: int | None = 1024,
@@ -150,7 +99,5 @@ def online_trl_setup(
         spec, processor, max_prompt_length=max_prompt_length, session_dir=session_dir
     )
     if reward_fn is None:
-        from ...reward import trl_reward_function
-
         reward_fn = trl_reward_function(**options)
     return dataset, with_curriculum_recording(reward_fn, **options), OnlineCurriculumCallback(online)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -35,10 +36,12 @@ from omegaconf import OmegaConf
 
 from ... import gpu_stack
 from ...errors import UserError
-from ...training_data.online_spec import is_spec_file
+from ...rl_row import PromptLength
+from ...training_data.online import OnlineSSLData
+from ...training_data.online_spec import is_spec_file, load_spec
 from ...training_data.profile import FileProfile, data_files, profile_online_spec, profile_parquet
 from . import resources
-from .launch import Launch, has_checkpoints
+from .launch import Launch, check_config, compose, has_checkpoints
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 INSTALL_FIX = "bash scripts/install_gpu.sh (in a fresh venv), see verl/README.md"
@@ -120,9 +123,6 @@ def _profile_files(files: list[str], facts: Facts, length_of, max_length: int, d
     profiles = []
     specs = [f for f in files if is_spec_file(f)]
     if specs:
-        from ...training_data.online import OnlineSSLData
-        from ...training_data.online_spec import load_spec
-
         # generated within max_prompt_length by construction; images per prompt depend on the curriculum
         profiles.append(profile_online_spec(", ".join(specs), len(OnlineSSLData(load_spec(specs))), 0))
     for path in files:
@@ -158,8 +158,6 @@ def gather_facts(config: Any, *, gpu_memory_gb: float | None = None, progress: b
         return facts
     length_of = None
     if facts.processor is not None:
-        from ...rl_row import PromptLength
-
         kwargs = config.data.get("apply_chat_template_kwargs")
         kwargs = OmegaConf.to_container(kwargs) if kwargs else {}
         length_of = PromptLength(facts.processor, fetch_resize=True, chat_template_kwargs=kwargs)
@@ -205,7 +203,6 @@ def adjustments(
 
 
 def check_python() -> Check:
-    import platform
 
     version = ".".join(map(str, sys.version_info[:3]))
     low, high = gpu_stack.PYTHON_RANGE
@@ -686,7 +683,6 @@ def uses_local_ray(launch: Launch) -> bool:
 
 
 def composed_config(launch: Launch) -> Any:
-    from .launch import check_config, compose
 
     config = compose(launch.config_dir, launch.config_name, launch.overrides)
     check_config(config)

@@ -19,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from ...reward import output_template
+
 EVICTED = "training/filter_groups/evicted_samples"
 SURPLUS = "training/filter_groups/discarded_surplus_samples"
 CANONICAL_METRIC = "reward"  # verl: the summed rm_scores, i.e. our "score"
@@ -27,14 +31,12 @@ OUR_REWARD_PATHS = ("pkg://ssl4rl.reward",)
 
 def reward_metric_names() -> list[str]:
     """Numeric keys every ssl4rl reward result carries (usable as filter_groups.metric)."""
-    from ...reward import output_template
 
     return [key for key, value in output_template().items() if isinstance(value, int | float)]
 
 
 def filter_problems(config) -> list[str]:
     """Why a composed verl config's zero-signal filtering would not work as meant (empty: fine or off)."""
-    from omegaconf import OmegaConf
 
     groups = OmegaConf.select(config, "algorithm.filter_groups")
     if groups is None or not groups.get("enable", False):

@@ -17,21 +17,28 @@ the divisibility checks verl leaves to its workers, so a launch fails in seconds
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import importlib.util
+import io
 import math
 import os
 import re
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ...configs import CONFIG_DIR, OVERLAY_NAME, RECIPES_FILE
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ...configs import CONFIG_DIR, OVERLAY_NAME
 from ...errors import UserError, require
-from ...registry import Registry
+from .filtering import filter_problems
+from .recipes import Recipe
 
 MAIN_MODULE = "verl.trainer.main_ppo"
 
@@ -76,22 +83,6 @@ SMOKE_OVERRIDES = (
     "trainer.max_actor_ckpt_to_keep=1",
 )
 SMOKE_SUFFIX = "_smoke"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    benchmark: str
-    task: str
-    title: str
-    data_dir: str
-    train_files: tuple[str, ...]
-    val_files: tuple[str, ...]
-    overrides: tuple[str, ...] = ()
-
-    @property
-    def experiment_name(self) -> str:
-        return f"ssl4rl_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -187,37 +178,6 @@ def _merged(groups: dict[str, list[str]]) -> list[str]:
     return merge_overrides(*(groups.get(name, []) for name in GROUP_ORDER))
 
 
-# ---- recipe table -------------------------------------------------------------------------------------
-
-
-def load_recipes(path: str = RECIPES_FILE) -> Registry[Recipe]:
-    """Expand the benchmark x task table of `recipes.yaml` into a registry of named recipes."""
-    import yaml
-
-    with open(path) as f:
-        table = yaml.safe_load(f)
-    recipes: Registry[Recipe] = Registry("recipe")
-    for benchmark, bench in table["benchmarks"].items():
-        for task, spec in {**table["tasks"], **(table.get("mixes") or {})}.items():
-            name = f"{benchmark}_{task}"
-            recipe = Recipe(
-                name=name,
-                benchmark=benchmark,
-                task=task,
-                title=f"{bench.get('title', benchmark)}: {spec.get('title', task)}",
-                data_dir=table["data_dir"].format(benchmark=benchmark, task=task),
-                train_files=tuple(table["train_files"]),
-                val_files=tuple(table["val_files"]),
-                overrides=tuple(bench.get("overrides") or ()) + tuple(spec.get("overrides") or ()),
-            )
-            recipes.register(name)(recipe)
-    return recipes
-
-
-def get_recipe(name: str) -> Recipe:
-    return load_recipes().get(name)
-
-
 # ---- Hydra override strings ---------------------------------------------------------------------------
 
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_./:@+-]+")
@@ -269,7 +229,6 @@ def _override_int(overrides: Sequence[str], key: str) -> int | None:
 
 def overlay_defaults() -> dict[str, int]:
     """The overlay's own batch-shape values, read without Hydra or verl."""
-    from omegaconf import OmegaConf
 
     overlay = OmegaConf.load(os.path.join(CONFIG_DIR, f"{OVERLAY_NAME}.yaml"))
     keys = (TRAIN_BATCH, MINI_BATCH, MICRO_BATCH, ROLLOUT_N, ROLLOUT_TP)
@@ -337,7 +296,6 @@ def _override_value(overrides: Sequence[str], key: str) -> str | None:
 
 
 def _overlay_value(key: str) -> str:
-    from omegaconf import OmegaConf
 
     return str(OmegaConf.select(OmegaConf.load(os.path.join(CONFIG_DIR, f"{OVERLAY_NAME}.yaml")), key))
 
@@ -505,7 +463,6 @@ def compose(config_dir: str, config_name: str, overrides: Sequence[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base=None):
@@ -546,11 +503,7 @@ def layout_problems(config) -> list[str]:
 
 def check_config(config) -> None:
     """verl's own pre-flight validation plus `layout_problems`; raises UserError with the first problem."""
-    import contextlib
-    import io
-    import warnings
 
-    from omegaconf.errors import OmegaConfBaseException
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
@@ -568,9 +521,6 @@ def check_config(config) -> None:
     problems = layout_problems(config)
     if problems:
         raise UserError(f"the config cannot run on this GPU layout: {problems[0]}")
-    from .filtering import (
-        filter_problems,  # checks verl leaves to the first finished rollout groups
-    )
 
     problems = filter_problems(config)
     if problems:
@@ -578,6 +528,5 @@ def check_config(config) -> None:
 
 
 def checkpoint_dir(config) -> str:
-    from omegaconf import OmegaConf
 
     return str(OmegaConf.select(config, "trainer.default_local_dir"))

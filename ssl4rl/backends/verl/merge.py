@@ -14,7 +14,10 @@ import sys
 import tempfile
 import time
 
+from tqdm import tqdm
+
 from ...errors import UserError
+from ...fileio import command_line, package_versions, write_json
 from ...model_files import write_legacy_processor_files
 from .launch import latest_run_dir
 
@@ -168,9 +171,6 @@ def check_loads(out_dir: str, hf_dir: str, trust_remote_code: bool = False) -> s
 def merge_checkpoint(
     checkpoint: str, out: str, *, force: bool = False, trust_remote_code: bool = False, progress: bool = True
 ) -> dict:
-    from tqdm import tqdm
-
-    from ...fileio import command_line, package_versions, write_json
 
     if importlib.util.find_spec("verl") is None:
         raise UserError("merging needs verl; install it with: pip install 'ssl4rl[verl]'")

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 from ...configs import CONFIG_DIR, OVERLAY_NAME
 
 FRAGMENT = "online_grpo"
@@ -38,7 +40,6 @@ def _hydra_value(value: Any) -> str:
 
 def overlay_overrides(name: str = FRAGMENT) -> list[str]:
     """`key=value` Hydra overrides equivalent to the fragment, for `--config-name ssl4rl_grpo`."""
-    import yaml
 
     with open(fragment_path(name)) as f:
         data = yaml.safe_load(f) or {}

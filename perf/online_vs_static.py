@@ -4,8 +4,8 @@ Both are read through verl 0.9.1's own `__getitem__` (the raw rows verl's datalo
 in one process, with a Qwen2.5-VL processor at Qwen2.5-VL-3B's pixel limits and the paper's 1024-token
 prompt budget. The static side also reports what it paid up front (`ssl4rl build` + `ssl4rl preprocess`).
 
-    python benchmarks/online_vs_static.py                  # 9 bundled photos x 8 copies, all four tasks
-    python benchmarks/online_vs_static.py --copies 16 --tasks rotation,jigsaw --workers 2
+    python perf/online_vs_static.py                  # 9 bundled photos x 8 copies, all four tasks
+    python perf/online_vs_static.py --copies 16 --tasks rotation,jigsaw --workers 2
 
 `+decode` also decodes every image of the row (what the rollout does next): static rows hold lazily opened
 PNG/JPEG files, online rows mostly hold decoded views already. The online dataset reads epochs 2.. too, so

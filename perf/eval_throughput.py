@@ -5,8 +5,8 @@ answer extraction, prediction log, reports) with the transformers backend, and w
 installed and a GPU is visible. Without --model it builds the tiny offline Qwen2.5-VL, so the CPU
 number measures pipeline overhead plus a very small model, not a 3B model's speed.
 
-    python benchmarks/eval_throughput.py                      # tiny model, CPU
-    python benchmarks/eval_throughput.py --model /models/Qwen2.5-VL-3B-Instruct --questions 256
+    python perf/eval_throughput.py                      # tiny model, CPU
+    python perf/eval_throughput.py --model /models/Qwen2.5-VL-3B-Instruct --questions 256
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ssl4rl.evaluation.backends import TransformersGenerator, VLLMGenerator, vllm_usable
-    from ssl4rl.evaluation.runner import PAPER_MAX_PIXELS, PAPER_MIN_PIXELS, BenchmarkRun, evaluate_benchmark
+    from ssl4rl.evaluation.runner import (
+        PAPER_MAX_PIXELS,
+        PAPER_MIN_PIXELS,
+        BenchmarkEvalConfig,
+        evaluate_benchmark,
+    )
     from ssl4rl.evaluation.synthetic import SyntheticQuestion, write_vlmeval_tsv
 
     with tempfile.TemporaryDirectory(prefix="ssl4rl-eval-bench-") as tmp:
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             load_seconds = time.perf_counter() - started
             for batch_size in args.batch_sizes:
                 out = os.path.join(tmp, f"{backend}-{batch_size}")
-                run = BenchmarkRun(
+                run = BenchmarkEvalConfig(
                     benchmark="mmbench",
                     data=data,
                     out=out,

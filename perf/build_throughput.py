@@ -1,6 +1,6 @@
 """Builder throughput and memory, against the floor of decoding + encoding alone.
 
-Run by hand (not a test):  .venv/bin/python benchmarks/build_throughput.py [--sizes 40 400] [--tasks ...]
+Run by hand (not a test):  .venv/bin/python perf/build_throughput.py [--sizes 40 400] [--tasks ...]
 
 For each task it builds a folder of MMBench-like photos (~600 px JPEGs made from scikit-image's
 bundled photographs by random crops, flips and colour shifts) with 1 and 2 workers, in a fresh

@@ -7,8 +7,8 @@ sizes, converts each to verl parquet three ways, each in a fresh process so its 
 - `reencode`   the same streaming, but every image is decoded with PIL and re-encoded as PNG
 - `hf-map`     the usual `datasets` recipe (load_dataset -> map(to verl row, PIL images) -> to_parquet)
 
-    python benchmarks/preprocess_throughput.py                 # 150 and 600 rows
-    python benchmarks/preprocess_throughput.py --rows 200 2000 --side 512
+    python perf/preprocess_throughput.py                 # 150 and 600 rows
+    python perf/preprocess_throughput.py --rows 200 2000 --side 512
 
 MB/s counts the input parquet's size on disk. Prints a table; nothing is asserted.
 """

@@ -1,0 +1,103 @@
+"""What a demo run is: the settings of `ssl4rl demo` (the dataclass is the documentation and the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError
+from .photos import MIN_PHOTOS_PER_SIDE
+
+# Settings left unset take from here: (tiny model, any other model). The tiny model's learning rate suits a
+# 0.26M-parameter model; the paper's 1e-6 is for 3B parameters and would not move the tiny one.
+MODEL_DEFAULTS = {
+    "steps": (64, 20),
+    "num_generations": (8, 5),
+    "prompts_per_step": (4, 2),
+    "learning_rate": (2e-3, 1e-6),
+    "max_completion_length": (16, 512),
+    "format_weight": (0.2, 0.0),
+}
+
+
+def _meta(help: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help, **extra}
+
+
+@dataclass
+class DemoConfig:
+    out: str = field(default="ssl4rl-demo", metadata=_meta("output directory (default ./ssl4rl-demo)"))
+    model: str | None = field(
+        default=None,
+        metadata=_meta("hub id or model directory (default: the tiny Qwen2.5-VL, built offline)"),
+    )
+    steps: int | None = field(
+        default=None, metadata=_meta("GRPO optimizer steps (default 64 tiny, 20 otherwise)")
+    )
+    tasks: list[str] | None = field(
+        default=None,
+        metadata=_meta(
+            "SSL tasks, or `all` for every registered one (default: the paper's rotation jigsaw position contrastive)",
+            metavar="TASK",
+        ),
+    )
+    images: str | None = field(
+        default=None, metadata=_meta("your own photographs (default: scikit-image's)", metavar="DIR")
+    )
+    max_images: int = field(default=64, metadata=_meta("use at most this many images (default 64)"))
+    image_size: int = field(
+        default=256, metadata=_meta("downscale images to this longest side (0 = keep; default 256)")
+    )
+    rounds: int = field(
+        default=4, metadata=_meta("samples per photograph and task, each with its own seed (default 4)")
+    )
+    holdout_fraction: float = field(
+        default=0.3,
+        metadata=_meta(
+            f"share of photographs held out for evaluation (default 0.3; at least {MIN_PHOTOS_PER_SIDE})"
+        ),
+    )
+    num_generations: int | None = field(
+        default=None, metadata=_meta("GRPO group size (default 8 tiny, 5 otherwise)")
+    )
+    prompts_per_step: int | None = field(
+        default=None, metadata=_meta("prompts per optimizer step (default 4 tiny, 2 otherwise)")
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata=_meta(
+            "default 2e-3 for the tiny model (0.26M parameters), else the paper's 1e-6 (3B parameters)"
+        ),
+    )
+    max_completion_length: int | None = field(
+        default=None, metadata=_meta("generated tokens (default 16 tiny, 512 otherwise)")
+    )
+    format_weight: float | None = field(
+        default=None,
+        metadata=_meta(
+            "reward = (1-w) x task reward + w x format (ssl4rl.reward's format_weight; "
+            "default 0.2 tiny, the paper's 0 otherwise)"
+        ),
+    )
+    use_vllm: bool = field(default=False, metadata=_meta("generate rollouts with vLLM (GPU)"))
+    seed: int = field(default=0, metadata=_meta("seed of every stage (default 0)"))
+    overwrite: bool = field(default=False, metadata=_meta("replace the outputs of an earlier demo in OUT"))
+
+    def settings(self, tiny_model: bool) -> dict[str, Any]:
+        """The training settings: given values, else `MODEL_DEFAULTS` for the tiny model or any other one;
+        checked, with one-line errors naming the flag."""
+        settings = {
+            name: getattr(self, name) if getattr(self, name) is not None else defaults[0 if tiny_model else 1]
+            for name, defaults in MODEL_DEFAULTS.items()
+        }
+        if settings["steps"] < 1 or self.rounds < 1:
+            raise UserError("--steps and --rounds must be at least 1")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise UserError("--holdout-fraction must be between 0 and 1")
+        if settings["num_generations"] < 2 or settings["prompts_per_step"] < 1:
+            raise UserError("--num-generations must be at least 2 and --prompts-per-step at least 1")
+        if settings["learning_rate"] < 0 or settings["max_completion_length"] < 1:
+            raise UserError("--learning-rate must not be negative and --max-completion-length at least 1")
+        if not 0.0 <= settings["format_weight"] <= 1.0:
+            raise UserError("--format-weight must be between 0 and 1")
+        return settings

@@ -1,3 +1,0 @@
-#!/usr/bin/env bash
-# GRPO on mmbench images with the position task (recipe mmbench_position); env and arguments: see verl/launch.sh and verl/README.md.
-exec bash "$(dirname "$0")/launch.sh" mmbench_position "$@"
