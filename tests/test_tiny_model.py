@@ -102,3 +102,19 @@ def test_cli_refuses_to_overwrite_without_flag(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["tiny-model", str(out), "--overwrite", "--seed", "3"]) == 0
     assert (out / "config.json").exists() and not (out / "keep.txt").exists()
+
+
+def assert_usual_permissions(directory) -> None:
+    """What mkdir/open give under the process umask: a model on a shared cluster is readable by others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(directory).st_mode & 0o777 == 0o777 & ~umask
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o777 & ~umask, name
+        for name in files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_written_model_has_the_usual_permissions(tiny_dir):
+    assert_usual_permissions(tiny_dir)
