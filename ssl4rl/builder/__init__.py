@@ -228,7 +228,7 @@ def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: d
         "split": config.split,
         "seed": config.seed,
         "config": _jsonable(config.identity() | {"workers": config.workers, "shard": list(config.shard)}),
-        "versions": package_versions("numpy", "pillow", "pyarrow", "albumentations", "datasets"),
+        "versions": package_versions("numpy", "pillow", "pyarrow", "albumentations", "datasets", "imagehash"),
         "counts": {
             "source_items": n_sources,
             "planned": sum(s["planned"] for s in every),
