@@ -29,6 +29,7 @@ class ChunkResult:
     skip_examples: dict[str, str] = field(default_factory=dict)  # reason -> first detail seen
     overlong_without_budget: int = 0  # samples verl's overlong filter would have dropped unscaled
     downscaled: int = 0
+    task_counts: Counter = field(default_factory=Counter)  # the written samples' Example.counts, summed
 
 
 class SampleFactory:
@@ -103,6 +104,7 @@ class SampleFactory:
             else:
                 encoded.append(self.encode_view(view))
         partner_keys = [self.source.key(i) for i in example.sources]
+        result.task_counts.update(example.counts)  # past every skip: only written samples count
         return {
             "images": [{"bytes": data, "path": None} for data in encoded],
             "query": query,

@@ -126,6 +126,9 @@ class Example:
     )  # JSON-serialisable details (angle, permutation, box...)
     unchanged: tuple[int, ...] = ()  # views that are the primary source image, unmodified
     sources: tuple[int, ...] = ()  # source items used beyond the primary one (e.g. negative partner)
+    # What the task counted while making this sample (e.g. near-duplicate partners passed over): the builder
+    # sums these over the written samples into the manifest's `task_counts`.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class SSLTask(ABC):
