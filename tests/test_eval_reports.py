@@ -164,7 +164,7 @@ def test_compare_lays_protocols_side_by_side(bench_tsv, tmp_path):
             run.protocol = protocol
             evaluate_benchmark(run, ScriptedGenerator(respond(protocol == "paper", forgets)))
     comparison = compare_reports([*load_runs(str(tmp_path / "base")), *load_runs(str(tmp_path / "tuned"))])
-    assert comparison["protocols"] == ["direct", "paper"]
+    assert comparison["protocols"] == ["paper", "direct"]  # the matched set's order, not the folders'
     rows = {(r["name"], r["protocol"]): r for r in comparison["runs"]}
     assert rows[("base", "paper")]["accuracy"]["Average"] == 50.0
     assert rows[("base", "paper")]["compliance"]["Average"] == 50.0
@@ -172,8 +172,8 @@ def test_compare_lays_protocols_side_by_side(bench_tsv, tmp_path):
     assert rows[("tuned", "paper")]["delta"]["Average"]["delta"] == 50.0
     assert rows[("tuned", "direct")]["delta"]["Average"]["delta"] == 0.0
     markdown = comparison["markdown"]
-    assert "| run | protocol `direct` | protocol `paper` |" in markdown
-    assert "| tuned - base (points) | +0.00 [+0.00, +0.00] | +50.00 [" in markdown
+    assert "| run | protocol `paper` | protocol `direct` |" in markdown
+    assert "| tuned - base (points) | +50.00 [" in markdown and "] * | +0.00 [+0.00, +0.00] |" in markdown
     assert markdown.count("+50.00 [") == 1 and "] *" in markdown  # only the format gain is marked
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..fileio import atomic_path, read_json, write_json
-from .protocols import PROTOCOLS
+from .protocols import MATCHED_PROTOCOLS, PROTOCOLS
 from .report import format_interval, format_value
 from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Delta, paired_delta, unpaired_delta, wilson
 from .vlmeval import PREDICTION_FORMATS, import_predictions
@@ -150,7 +150,9 @@ def compare_reports(reports: list[dict[str, Any]], base: str | int | None = None
     if isinstance(base, int):
         base = reports[base].get("name", "?")
     base_name = resolve_base(reports, base)
-    protocols = list(dict.fromkeys(r["protocol"] for r in reports))
+    order = {name: i for i, name in enumerate(dict.fromkeys((*MATCHED_PROTOCOLS, *PROTOCOLS.names())))}
+    seen_order = list(dict.fromkeys(r["protocol"] for r in reports))
+    protocols = sorted(seen_order, key=lambda p: (order.get(p, len(order)), seen_order.index(p)))
     seen: set[tuple[str, str]] = set()
     for report in reports:
         key = (report.get("name", "?"), report["protocol"])
