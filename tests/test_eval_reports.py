@@ -360,6 +360,8 @@ def test_round_trip_through_vlmevalkit_files(bench_tsv, mixed_run, tmp_path):
     write_xlsx(files["xlsx"], rows)
     files["json"].write_text(json.dumps([{**r, "index": int(r["index"])} for r in rows]))  # VLMEvalKit's dump
     assert read_prediction_table(str(files["xlsx"])) == [{k: str(v) for k, v in row.items()} for row in rows]
+    direct = load_runs(str(files["json"]))  # compare scores a VLMEvalKit file on the fly
+    assert direct[0]["name"] == "Mixed" and direct[0]["accuracy"] == report["accuracy"]
     for kind, source in files.items():
         out = tmp_path / f"import-{kind}"
         imported = import_predictions(str(source), str(out), protocol="paper")

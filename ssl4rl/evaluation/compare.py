@@ -53,7 +53,7 @@ def load_runs(spec: str) -> list[dict[str, Any]]:
             if not found:
                 raise UserError(f"{path}: no report.json; is it an `ssl4rl eval` output directory?")
             reports = [_directory_report(p) for p in found]
-    elif path.endswith(".json") and os.path.isfile(path) and os.path.basename(path) == "report.json":
+    elif path.endswith(".json") and os.path.isfile(path) and _is_report(path):
         reports = [read_json(path)]
     elif path.lower().endswith(PREDICTION_FORMATS) and os.path.isfile(path):
         with tempfile.TemporaryDirectory(prefix="ssl4rl-import-") as tmp:
@@ -69,6 +69,15 @@ def load_runs(spec: str) -> list[dict[str, Any]]:
         report["spec"] = spec
         rows.append(_as_table_row(report))
     return rows
+
+
+def _is_report(path: str) -> bool:
+    """An ssl4rl report.json (a dict with numbers), not VLMEvalKit's JSON predictions (a list of rows)."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        raise UserError(f"{path}: not readable JSON") from None
+    return isinstance(data, dict) and ("accuracy" in data or "tasks" in data)
 
 
 def load_run(spec: str) -> dict[str, Any]:
@@ -137,8 +146,10 @@ def resolve_base(reports: list[dict[str, Any]], base: str | None) -> str:
         path = spec.split("=", 1)[1] if "=" in spec and not os.path.exists(spec) else spec
         if base == spec or (path and os.path.exists(base) and os.path.abspath(base) == os.path.abspath(path)):
             return report["name"]
-    if base.isdigit() and 1 <= int(base) <= len(reports):
-        return names[int(base) - 1]
+    specs = list(dict.fromkeys(r.get("spec", str(i)) for i, r in enumerate(reports)))  # the RUN arguments
+    if base.isdigit() and 1 <= int(base) <= len(specs):
+        chosen = specs[int(base) - 1]
+        return next(r["name"] for i, r in enumerate(reports) if r.get("spec", str(i)) == chosen)
     unique = ", ".join(dict.fromkeys(map(str, names)))
     raise UserError(f"--base {base!r} names no run; give a run name ({unique}), a position or a RUN argument")
 
@@ -153,6 +164,7 @@ def compare_reports(reports: list[dict[str, Any]], base: str | int | None = None
     order = {name: i for i, name in enumerate(dict.fromkeys((*MATCHED_PROTOCOLS, *PROTOCOLS.names())))}
     seen_order = list(dict.fromkeys(r["protocol"] for r in reports))
     protocols = sorted(seen_order, key=lambda p: (order.get(p, len(order)), seen_order.index(p)))
+    reports = sorted(reports, key=lambda r: protocols.index(r["protocol"]))  # stable: run order kept
     seen: set[tuple[str, str]] = set()
     for report in reports:
         key = (report.get("name", "?"), report["protocol"])
