@@ -40,7 +40,9 @@ def test_tiny_model_on_the_mmbench_excerpt(tiny_model, mmbench_sample, tmp_path,
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| tiny | Logical | Relation | Attribute | Coarse | Cross-Inst. | Single-Inst. | Average |" in printed
+    assert (
+        "| tiny | Logical | Relation | Attribute | Coarse | Cross-Inst. | Single-Inst. | Average |" in printed
+    )
     assert "Protocol `paper`" in printed and "| format compliance (% of replies) |" in printed
 
     for name in (
