@@ -303,7 +303,7 @@ def render_ssl_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# SSL tasks: {report.get('name', '')}",
         "",
-        "| task | knobs | n | accuracy | mean reward | format |",
+        "| task | knobs | n | accuracy (%) | mean reward (% of 1.0) | format (% of replies) |",
         "|---|---|---|---|---|---|",
     ]
 
@@ -331,7 +331,7 @@ def write_ssl_report(out_dir: str, report: dict[str, Any]) -> list[str]:
         f.write(render_ssl_markdown(report))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["model", "task", "knobs", "n", "acc", "score", "format"])
+    writer.writerow(["model", "task", "knobs", "n", "acc_pct", "score_pct", "format_pct"])
     for r in report["rows"]:
         writer.writerow(
             [report.get("name", ""), r["task"], r["knobs"], r["n"], r["acc"], r["score"], r["format"]]
