@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..images import SkipSample
+from ..model_reference import check_model_reference
 from .backends import Generator, Request, make_generator
 from .benchmarks import get_benchmark
 from .extract import extract_choice
@@ -79,6 +80,8 @@ class BenchmarkEvalConfig:
     def validate(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise UserError(PROTOCOLS.unknown_message(self.protocol))
+        if self.model:
+            check_model_reference(self.model)  # before OUT is made: a mistyped path fails at once
         if self.max_new_tokens < 1:
             raise UserError("--max-new-tokens must be at least 1")
         if self.circular not in CIRCULAR_MODES:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import atomic_path, command_line, package_versions, write_json
 from ..images import SkipSample
+from ..model_reference import check_model_reference
 from ..reward import compute_score
 from ..rl_row import ground_truth
 from .backends import Generator, Request, make_generator
@@ -179,6 +180,8 @@ def evaluate_ssl(run: SSLEvalConfig, generator: Generator | None = None, scorer=
 
     if run.batch_size is not None and run.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if generator is None and run.model:
+        check_model_reference(run.model)  # before OUT is made: a mistyped path fails at once
     samples, load_skips = read_ssl_samples(run.data, run.split, run.limit)
     if not samples:
         raise UserError(f"{run.data}: no SSL rows (need query/prompt and answer/reward_model columns)")

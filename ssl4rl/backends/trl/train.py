@@ -26,6 +26,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from ...errors import UserError, require
 from ...fileio import command_line, package_versions, write_json
+from ...model_reference import check_model_reference
 from ...reward import trl_reward_function
 from .callbacks import is_finite_number, run_callbacks
 from .config import TrlGrpoConfig, add_arguments, config_from_args
@@ -120,6 +121,7 @@ def train_grpo(
     Returns the run manifest (also written to OUTPUT_DIR/manifest.json).
     """
     config.validate()
+    config.model = check_model_reference(config.model)  # before any output exists: a typo fails at once
     if config.use_vllm:
         require("vllm", "vllm", "vLLM rollouts (--use-vllm)")
 
