@@ -80,8 +80,6 @@ class BenchmarkEvalConfig:
     def validate(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise UserError(PROTOCOLS.unknown_message(self.protocol))
-        if self.model:
-            check_model_reference(self.model)  # before OUT is made: a mistyped path fails at once
         if self.max_new_tokens < 1:
             raise UserError("--max-new-tokens must be at least 1")
         if self.circular not in CIRCULAR_MODES:
@@ -200,6 +198,8 @@ def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = N
     """Answer every question not yet in the prediction log, then write reports and the manifest."""
 
     run.validate()
+    if generator is None and run.model:
+        check_model_reference(run.model)  # before OUT is made: a mistyped path fails at once
     benchmark = get_benchmark(run.benchmark)
     protocol = get_protocol(run.protocol)
     questions, circular, load_info = prepare_questions(run)
