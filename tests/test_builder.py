@@ -144,6 +144,58 @@ def test_a_different_build_in_the_same_directory_is_refused(photo_folder, tmp_pa
         build(config(photo_folder, tmp_path / "x", seed=1))
 
 
+def _copy_photos(sources: list[str], folder, prefix: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for i, path in enumerate(sources):
+        shutil.copy(path, folder / f"{prefix}{i}.png")
+
+
+def test_resume_refuses_an_input_that_changed(small_photos, tmp_path):
+    """The audit: 6 photos built, 3 added whose names sort first, the same command rerun: the kept shards
+    held the old items 0..5, so the dataset had one photo twice and none of the new ones."""
+    photos = sorted(os.path.join(small_photos(96, 9), n) for n in os.listdir(small_photos(96, 9)))
+    folder = tmp_path / "photos"
+    _copy_photos(photos[:6], folder, "b")
+    out = tmp_path / "out"
+    build(config(str(folder), out, samples_per_shard=3))
+    _copy_photos(photos[6:], folder, "a")
+    with pytest.raises(
+        UserError, match=r"input changed since the build started \(.*photos: 9 items, was 6\)"
+    ):
+        build(config(str(folder), out, samples_per_shard=3))
+
+
+def test_resume_with_a_limit_refuses_other_first_items_and_other_sizes(small_photos, tmp_path):
+    photos = sorted(os.path.join(small_photos(96, 9), n) for n in os.listdir(small_photos(96, 9)))
+    folder = tmp_path / "photos"
+    _copy_photos(photos[:6], folder, "b")
+    build(config(str(folder), tmp_path / "limit", limit=4))
+    _copy_photos(photos[6:7], folder, "c")  # sorts after the first four: they are unchanged
+    assert build(config(str(folder), tmp_path / "limit", limit=4))["complete"]
+    _copy_photos(photos[7:8], folder, "a")  # sorts first: the first four are other files now
+    with pytest.raises(UserError, match="other item names among its 4 items"):
+        build(config(str(folder), tmp_path / "limit", limit=4))
+    os.unlink(folder / "a0.png")
+    build(config(str(folder), tmp_path / "sizes"))
+    shutil.copy(photos[8], folder / "b1.png")  # replaced in place by another photo
+    with pytest.raises(UserError, match="files of other sizes"):
+        build(config(str(folder), tmp_path / "sizes"))
+
+
+def test_resume_of_the_same_files_with_other_times_warns_and_keeps_the_bytes(small_photos, tmp_path, capsys):
+    """A copy of the input (another machine's for --shard i/N) has the same names and sizes, other times."""
+    folder = tmp_path / "photos"
+    _copy_photos(sorted(glob.glob(f"{small_photos(96, 9)}/*"))[:6], folder, "b")
+    build(config(str(folder), tmp_path / "out", samples_per_shard=2))
+    before = shard_bytes(tmp_path / "out")
+    for path in folder.iterdir():
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    manifest = build(config(str(folder), tmp_path / "out", samples_per_shard=2))
+    assert manifest["complete"] and shard_bytes(tmp_path / "out") == before
+    assert "other modification times" in capsys.readouterr().err
+    assert manifest["source"]["fingerprint"]["items"] == 6
+
+
 def _save(image: Image.Image, path, **kwargs):
     image.save(path, **kwargs)
 
