@@ -30,9 +30,14 @@ from .config import BuildConfig
 from .samples import ChunkResult, SampleFactory, build_chunk_in_worker, init_worker
 from .writer import ShardWriter, shard_path, stats_path
 
-__all__ = ["BuildConfig", "build"]
+__all__ = ["BuildConfig", "InputChanged", "build"]
 
 CHUNK_SAMPLES = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+
+
+class InputChanged(UserError):
+    """The output directory holds a build of another version of the input (callers that own the
+    directory, like calibration's level cache, may start it afresh)."""
 
 
 def build(config: BuildConfig) -> dict:
@@ -75,7 +80,7 @@ def check_resumable(config: BuildConfig, fingerprint: dict) -> None:
         )
     change = input_change(before, fingerprint)
     if change:
-        raise UserError(
+        raise InputChanged(
             f"input changed since the build started ({config.input}: {change}); use another --out or delete it"
         )
     if before["mtimes"] != fingerprint["mtimes"]:

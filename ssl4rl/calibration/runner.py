@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 import zlib
 from collections import Counter
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..builder import BuildConfig, build
+from ..builder import BuildConfig, InputChanged, build
 from ..errors import UserError
 from ..evaluation.backends import Request, Sampling, make_generator, sample_responses
 from ..evaluation.questions import load_image
@@ -224,7 +225,11 @@ def build_level(config: CalibrationConfig, level: Level) -> dict[str, Any]:
     directory = build_config.out = os.path.join(config.out, "levels", f"{level.slug}-{digest}")
     result = {"dir": directory, "written": 0, "skipped": {}, "error": None, "samples": []}
     try:
-        manifest = build(build_config)
+        try:
+            manifest = build(build_config)
+        except InputChanged:  # the images changed since this level was cached: build it again
+            shutil.rmtree(directory)
+            manifest = build(build_config)
     except UserError as exc:
         if "no usable samples" not in str(exc):
             raise  # a bad source or option fails every level alike: report it once
