@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 
 from ssl4rl.builder import BuildConfig, build
@@ -241,20 +242,66 @@ def test_unusable_input_is_one_clear_error(tmp_path):
     assert json.load(open(tmp_path / "o2" / "manifest-train.json"))["skipped"] == {"corrupt": 2}
 
 
-def test_token_budget_downscales_so_every_prompt_fits(photo_paths, tmp_path):
-    folder = tmp_path / "big"
-    folder.mkdir()
+@pytest.fixture(scope="module")
+def big_photos(tmp_path_factory, photo_paths) -> str:
+    folder = tmp_path_factory.mktemp("big")
     for i, path in enumerate(photo_paths):  # 300 to 1411 px: rotation pairs cost 230 to 5000 tokens
         shutil.copy(path, folder / f"{i}{os.path.splitext(path)[1]}")
-    manifest = build(config(str(folder), tmp_path / "fit", max_prompt_tokens=1024))
+    return str(folder)
+
+
+def test_token_budget_downscales_so_every_prompt_fits_by_default(big_photos, photo_paths, tmp_path):
+    """The audit: without --max-prompt-tokens a 1411 px photo gave a 5,004-image-token sample while the
+    manifest said would_be_dropped_by_overlong_filter: 0. The paper's 1024 is the default now."""
+    manifest = build(config(big_photos, tmp_path / "fit"))
     rows = pq.read_table(glob.glob(f"{tmp_path}/fit/data/*.parquet")).to_pylist()
     assert len(rows) == len(photo_paths)
     dropped = manifest["counts"]["would_be_dropped_by_overlong_filter"]
     assert 0 < dropped == manifest["counts"]["downscaled_for_token_budget"] < len(rows)
+    assert manifest["token_budget"] == {"max_prompt_tokens": 1024, "overlong_counted_against": 1024}
     for row in rows:
         text_bound = len(row["query"].replace("<image>", "").encode()) + 64
-        assert row["image_tokens"] + text_bound <= 1024
+        assert row["image_tokens"] + text_bound <= 1024 and row["prompt_tokens"] <= 1024
         assert row["scale"] < 1.0 or row["image_tokens"] + text_bound <= 1024
+
+
+@pytest.mark.parametrize("no_budget", [None, 0])
+def test_without_a_budget_views_keep_their_size_and_overlong_samples_are_counted(
+    big_photos, tmp_path, no_budget
+):
+    manifest = build(config(big_photos, tmp_path / "raw", max_prompt_tokens=no_budget))
+    rows = pq.read_table(glob.glob(f"{tmp_path}/raw/data/*.parquet")).to_pylist()
+    assert {row["scale"] for row in rows} == {1.0} and max(row["image_tokens"] for row in rows) > 4000
+    over = sum(row["prompt_tokens"] > 1024 for row in rows)
+    assert manifest["counts"]["would_be_dropped_by_overlong_filter"] == over > 0
+    assert manifest["token_budget"] == {"max_prompt_tokens": None, "overlong_counted_against": 1024}
+    assert manifest["counts"]["downscaled_for_token_budget"] == 0
+
+
+def test_the_default_budget_is_the_recipe_prompt_length():
+    from ssl4rl.builder.config import DEFAULT_MAX_PROMPT_TOKENS
+    from ssl4rl.configs import CONFIG_DIR
+
+    with open(os.path.join(CONFIG_DIR, "ssl4rl_grpo.yaml")) as f:
+        recipe = yaml.safe_load(f)
+    assert DEFAULT_MAX_PROMPT_TOKENS == recipe["data"]["max_prompt_length"] == 1024
+
+
+def test_cli_budget_flag_default_opt_out_and_warning(big_photos, tmp_path, capsys):
+    from ssl4rl.cli import main as cli_main
+
+    base = ["build", "--task", "rotation", "--source", "folder", "--input", big_photos, "--no-progress"]
+    assert cli_main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert "warning" not in capsys.readouterr().out
+    for spelling in ("0", "none"):
+        assert cli_main([*base, "--out", str(tmp_path / spelling), "--max-prompt-tokens", spelling]) == 0
+        assert "prompts over 1024 tokens (no --max-prompt-tokens budget)" in capsys.readouterr().out
+        manifest = json.load(open(tmp_path / spelling / "manifest.json"))["splits"]["train"]
+        assert manifest["config"]["max_prompt_tokens"] is None
+    assert shard_bytes(tmp_path / "0") == shard_bytes(tmp_path / "none")
+    with pytest.raises(SystemExit):  # argparse: "invalid max_prompt_tokens value: 'lots'"
+        cli_main([*base, "--out", str(tmp_path / "bad"), "--max-prompt-tokens", "lots"])
+    assert "invalid max_prompt_tokens value" in capsys.readouterr().err
 
 
 def test_outputs_get_ordinary_file_permissions(photo_folder, tmp_path):

@@ -346,6 +346,7 @@ def test_statistics_match_a_model_of_known_accuracy(noise_folder, tmp_path):
     assert first.startswith("# ssl4rl build ")
     argv = shlex.split(first[2:])
     assert argv[argv.index("--granularity") + 1] == "90"
+    assert argv[argv.index("--max-prompt-tokens") + 1] == "1024"  # the budget the levels were built with
     assert argv[argv.index("--input") + 1] == noise_folder
     loaded = yaml.safe_load(text)
     assert loaded["status"] == "in_band" and loaded["builds"][0]["config"]["knobs"] == {"granularity": 90}

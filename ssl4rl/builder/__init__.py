@@ -279,6 +279,12 @@ def finish(
             "downscaled_for_token_budget": sum(s["downscaled"] for s in every),
             "would_be_dropped_by_overlong_filter": sum(s["overlong_without_budget"] for s in every),
         },
+        # what the counts above were measured against: samples over `overlong_counted_against` tokens before
+        # any downscaling (the build's own budget, or the recipe's 1024 when it has none)
+        "token_budget": {
+            "max_prompt_tokens": config.max_prompt_tokens,
+            "overlong_counted_against": config.overlong_budget,
+        },
         "skipped": dict(sorted(skipped.items())),
         "skip_examples": skip_examples,
         "answers": dict(sorted(answers.items())),

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..builder import BuildConfig, InputChanged, build
+from ..builder.config import DEFAULT_MAX_PROMPT_TOKENS
 from ..errors import UserError
 from ..evaluation.backends import Request, Sampling, make_generator, sample_responses
 from ..evaluation.questions import load_image
@@ -56,7 +57,9 @@ class CalibrationConfig:
     max_pixels: int | None = None
     backend: str = "auto"
     batch_size: int | None = None  # prompts per generate call (each with `rollouts` responses)
-    max_prompt_tokens: int | None = None  # passed to the builder (and to the recommended command)
+    # passed to the builder and the recommended command; the builder's default, so the calibrated samples
+    # are the ones a default build trains on; None: no budget
+    max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
     workers: int = 1
     reward_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
