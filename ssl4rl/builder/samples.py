@@ -84,10 +84,11 @@ class SampleFactory:
         query = self.task.prompt(example)
         sizes = [view.size for view in views]
         scale = 1.0
+        text_tokens = self.text_tokens(query, len(views))
+        if self.budget.image_tokens(sizes) > self.config.overlong_budget - text_tokens:
+            result.overlong_without_budget += 1
         if self.config.max_prompt_tokens is not None:
-            image_limit = self.config.max_prompt_tokens - self.text_tokens(query, len(views))
-            if self.budget.image_tokens(sizes) > image_limit:
-                result.overlong_without_budget += 1
+            image_limit = self.config.max_prompt_tokens - text_tokens
             fitted = self.budget.fit_scale(sizes, image_limit, min_side=self.config.min_side)
             if fitted is None:
                 raise SkipSample(
