@@ -47,6 +47,7 @@ def build(config: BuildConfig) -> dict:
         factory = SampleFactory(config)
     except (UnknownNameError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
+    factory.load_tokenizer()
     n_sources = len(factory.source)
     if config.limit is not None:
         n_sources = min(n_sources, config.limit)
