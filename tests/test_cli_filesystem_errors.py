@@ -116,3 +116,11 @@ def test_a_full_disk_keeps_finished_shards_and_the_same_command_resumes(
     monkeypatch.setattr(shard_writer.ShardWriter, "write", real_write)
     assert main(argv) == 0
     assert "resuming: 2 finished shard(s) kept" in capsys.readouterr().out
+
+
+def test_preview_of_no_samples_is_a_usage_error(capsys, rl_data):
+    """`preview -n 0` used to end in a traceback from an empty contact sheet."""
+    with pytest.raises(SystemExit) as stop:
+        main(["preview", str(rl_data / "0-rotation-train"), "-n", "0", "--out", "x.png"])
+    assert stop.value.code == 2
+    assert "argument -n: must be at least 1, got 0" in capsys.readouterr().err
