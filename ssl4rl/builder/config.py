@@ -12,6 +12,11 @@ from ..images import DEFAULT_MAX_SOURCE_PIXELS, MIN_SIDE, Encoding
 from ..model_families import DEFAULT_FAMILY, get_family
 
 PLAN_STREAM = 0x504C414E  # "PLAN": keeps the plan's random stream apart from every sample's
+# The paper's prompt budget: verl's data.max_prompt_length in configs/ssl4rl_grpo.yaml (and TRL's
+# max_prompt_length). The default, so that a build fits the recipe unless told otherwise; a prompt over
+# it stops a verl run (the recipe keeps filter_overlong_prompts off) or is dropped by the filter.
+DEFAULT_MAX_PROMPT_TOKENS = 1024
+NO_BUDGET = ("0", "none")  # --max-prompt-tokens spellings of "views keep their size"
 
 
 @dataclass
@@ -30,7 +35,8 @@ class BuildConfig:
     shard: tuple[int, int] = (0, 1)  # (i, N): this machine builds output shards k with k % N == i
     samples_per_shard: int = 1000
     encoding: Encoding = field(default_factory=Encoding)
-    max_prompt_tokens: int | None = None  # downscale views so every prompt fits (the paper trains with 1024)
+    # downscale views so every prompt fits; None (or 0): no budget, views keep their size
+    max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
     # the model family whose processor the token budget counts for (`ssl4rl.model_families`)
     model_family: str = DEFAULT_FAMILY
     min_pixels: int | None = None  # None: the family's released checkpoints' processor limits
@@ -55,8 +61,16 @@ class BuildConfig:
             raise UserError("--samples-per-shard must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit must be at least 1")
+        if self.max_prompt_tokens == 0:
+            self.max_prompt_tokens = None  # one spelling of "no budget", so both give one build identity
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 64:
             raise UserError("--max-prompt-tokens below 64 leaves no room for a prompt")
+
+    @property
+    def overlong_budget(self) -> int:
+        """The budget samples are counted against for `would_be_dropped_by_overlong_filter`: the build's
+        own, else the recipe's, so a build without one still says what verl would refuse."""
+        return self.max_prompt_tokens or DEFAULT_MAX_PROMPT_TOKENS
 
     @property
     def split_id(self) -> int:
@@ -82,3 +96,10 @@ class BuildConfig:
         """What the manifest records about the budget's family (readers refuse or re-check other families)."""
         family = get_family(self.model_family)
         return family.summary() | {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
+
+
+def max_prompt_tokens(text: str) -> int | None:
+    """`--max-prompt-tokens` as typed: a token count, or 0 / none for no budget."""
+    if text.strip().lower() in NO_BUDGET:
+        return None
+    return int(text)  # argparse turns a ValueError into "invalid max_prompt_tokens value"
