@@ -289,6 +289,27 @@ def resolve_family(model: str | None, model_family: str | None, model_dir: str |
     return guessed or MODEL_FAMILIES.get(DEFAULT_FAMILY)
 
 
+def built_for_family(split_manifest: dict) -> str | None:
+    """The family whose token budget a built split (`ssl4rl build`'s manifest-SPLIT.json) was made for; builds
+    from before families were recorded counted for Qwen2.5-VL. None when it had no budget."""
+    budget = split_manifest.get("token_budget") or {}
+    config = split_manifest.get("config") or {}
+    if not (budget.get("max_prompt_tokens") or config.get("max_prompt_tokens")):
+        return None
+    return (split_manifest.get("model_family") or {}).get("name") or DEFAULT_FAMILY
+
+
+def manifest_budget_families(manifest: Any) -> set[str]:
+    """Families a dataset's manifest.json says its token budgets were built for: a build's (per split) or
+    `ssl4rl preprocess`'s (its inputs'); empty when it says nothing."""
+    if not isinstance(manifest, dict):
+        return set()
+    if isinstance(manifest.get("splits"), dict):
+        names = (built_for_family(s) for s in manifest["splits"].values() if isinstance(s, dict))
+        return {n for n in names if n}
+    return {str(n) for n in manifest.get("model_families") or ()}
+
+
 def mismatch_reason(built_for: str | None, family: ModelFamily) -> str | None:
     """One line when data built for `built_for`'s token budget is used with `family`, else None."""
     if not built_for or built_for == family.name:

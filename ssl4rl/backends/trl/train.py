@@ -28,6 +28,8 @@ from ...errors import UserError, require
 from ...fileio import command_line, package_versions, write_json
 from ...model_reference import check_model_reference
 from ...reward import trl_reward_function
+from ...rl_row import processor_family
+from ...training_data.profile import budget_families, budget_mismatch
 from .callbacks import is_finite_number, run_callbacks
 from .config import TrlGrpoConfig, add_arguments, config_from_args
 from .data import is_online_spec, load_rl_dataset, parquet_files
@@ -174,6 +176,24 @@ def train_grpo(
             limit=config.limit,
         )
     manifest["train_data"] = train_report
+    family = processor_family(processor)
+    manifest["model_family"] = family.name if family else None
+    if not is_online_spec(config.train_files):
+        files = parquet_files(config.train_files) + (
+            parquet_files(config.val_files) if config.val_files else []
+        )
+        train_report["budget_built_for"] = budget_families(files)
+        reason = budget_mismatch(files, family)
+        if reason:
+            # TRL's processor counts every row again (load_rl_dataset): the mismatch costs rows, never a crash
+            recount = (
+                f"every prompt was re-counted with the model's processor, "
+                f"{train_report['skipped'].get('prompt_too_long', 0)} over {config.max_prompt_length} tokens dropped"
+                if config.max_prompt_length > 0
+                else "no prompt limit (max_prompt_length 0), so nothing is dropped"
+            )
+            train_report["budget_note"] = f"{reason}; {recount}"
+            print(f"note: {train_report['budget_note']}", file=sys.stderr)
     eval_dataset = None
     if config.val_files and config.eval_steps > 0:
         eval_dataset, manifest["val_data"] = load_rl_dataset(

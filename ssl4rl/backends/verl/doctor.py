@@ -36,10 +36,17 @@ from omegaconf import OmegaConf
 
 from ... import gpu_stack
 from ...errors import UserError
-from ...rl_row import PromptLength
+from ...model_families import ModelFamily, family_of_model_dir, family_of_model_name
+from ...rl_row import PromptLength, processor_family
 from ...training_data.online import OnlineSSLData
 from ...training_data.online_spec import is_spec_file, load_spec
-from ...training_data.profile import FileProfile, data_files, profile_online_spec, profile_parquet
+from ...training_data.profile import (
+    FileProfile,
+    budget_mismatch,
+    data_files,
+    profile_online_spec,
+    profile_parquet,
+)
 from . import resources
 from .launch import Launch, check_config, compose, has_checkpoints
 
@@ -77,6 +84,8 @@ class Facts:
     driver: gpu_stack.DriverReport = field(default_factory=lambda: gpu_stack.DriverReport(None, ()))
     gpu_bytes: int | None = None
     paper_split: bool = False
+    model_family: ModelFamily | None = None  # from the processor, else config.json, else the model's name
+    budget_mismatch: str | None = None  # the data's token budget was built for another family
 
     @property
     def train_rows(self) -> int:
@@ -145,6 +154,9 @@ def gather_facts(config: Any, *, gpu_memory_gb: float | None = None, progress: b
     facts.model_dir = resources.local_model_dir(model)
     facts.params = resources.count_parameters(model)
     facts.processor, facts.processor_error = load_processor(facts.model_dir)
+    facts.model_family = (processor_family(facts.processor) if facts.processor is not None else None) or (
+        family_of_model_dir(facts.model_dir) or family_of_model_name(model)
+    )
     facts.driver = gpu_stack.nvidia_driver()
     if gpu_memory_gb:
         facts.gpu_bytes = int(gpu_memory_gb * GIB)
@@ -156,6 +168,9 @@ def gather_facts(config: Any, *, gpu_memory_gb: float | None = None, progress: b
     facts.paper_split = _paper_split(val_files)
     if facts.missing_files:
         return facts
+    facts.budget_mismatch = budget_mismatch(
+        [p for p in train_files + val_files if not is_spec_file(p)], facts.model_family
+    )
     length_of = None
     if facts.processor is not None:
         kwargs = config.data.get("apply_chat_template_kwargs")
@@ -500,6 +515,16 @@ def check_prompt_tokens(config: Any, facts: Facts) -> Check:
     how = (
         "counted with the model's processor" if facts.processor is not None else "stored by ssl4rl preprocess"
     )
+    if facts.budget_mismatch and facts.processor is None:
+        # the stored counts are another family's image tokens: nothing here can vouch for this model's
+        return Check(
+            "prompt tokens",
+            FAIL,
+            facts.budget_mismatch,
+            "or pass a local --model: its processor re-counts every row",
+        )
+    if facts.budget_mismatch:
+        how += f"; re-counted: {facts.budget_mismatch.split(';')[0]}"
     if overlong:
         example = next(p for p in parquet if p.overlong)
         detail = (
