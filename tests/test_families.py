@@ -323,6 +323,9 @@ def test_verl_recipe_composes_validates_and_verls_dataset_counts_as_the_budget(
     config = vl.compose(config_dir, config_name, overrides)
     vl.check_config(config)
     assert config.actor_rollout_ref.model.path == model
+    # GLM-4.1V needs ssl4rl's fixes for verl 0.9.1 + transformers 5 in verl's workers (tests/test_verl_actor_step.py)
+    expected = vl.GLM4V_PATCH if name == "glm-4.1v" else None
+    assert config.actor_rollout_ref.model.get("external_lib") == expected
 
     processor = hf_processor(model)
     assert processor is not None and hasattr(processor, "get_rope_index")

@@ -49,7 +49,12 @@ class TrlGrpoConfig:
     """Everything a local GRPO run needs. Field names are the CLI flags (`--num-generations`) and YAML keys."""
 
     # ---- data and model ------------------------------------------------------------------------
-    model: str = field(default="", metadata=_help("hub id or local directory of a Qwen2.5-VL-style VLM"))
+    model: str = field(
+        default="",
+        metadata=_help(
+            "hub id or local directory of a VLM of a supported family (Qwen2.5-VL, Qwen3-VL, GLM-4.1V)"
+        ),
+    )
     train_files: list[str] = field(
         default_factory=list,
         metadata=_help("verl RL parquet files or directories (ssl4rl preprocess output)", metavar="PATH"),

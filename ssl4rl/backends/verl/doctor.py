@@ -323,6 +323,14 @@ def import_probes(config: Any, attention: str) -> list[tuple[str, str]]:
     else:
         probes.append(("dataset RLHFDataset", "from verl.utils.dataset.rl_dataset import RLHFDataset"))
     probes.append(("image fetch (qwen_vl_utils)", "import qwen_vl_utils"))
+    external = _select(config, "actor_rollout_ref.model.external_lib")
+    if external:  # e.g. GLM-4.1V's fixes (glm4v_patch), imported by every worker that builds the model
+        probes.append(
+            (
+                f"model lib {external}",
+                f"from verl.utils.import_utils import import_external_libs\nimport_external_libs({str(external)!r})",
+            )
+        )
     loggers = _select(config, "trainer.logger", [])
     for name, module in (
         ("tensorboard", "torch.utils.tensorboard"),

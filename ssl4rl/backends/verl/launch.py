@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ...configs import CONFIG_DIR, OVERLAY_NAME
 from ...errors import UserError, require
+from ...model_families import GLM_4_1V, resolve_family
 from .filtering import filter_problems
 from .recipes import Recipe
 
@@ -172,6 +173,18 @@ def _format_value(value: object) -> str:
 
 
 GROUP_ORDER = ("recipe", "smoke", "layout", "run", "adjustments", "user")
+
+
+# verl 0.9.1 + transformers 5 fixes for GLM-4.1V, imported by verl into every model-building worker
+GLM4V_PATCH = "ssl4rl.backends.verl.glm4v_patch"
+
+
+def family_overrides(model: str | None) -> list[str]:
+    """What the model's family needs from verl beyond the recipe (`ssl4rl.model_families`): GLM-4.1V runs
+    verl's FSDP engine only with `glm4v_patch` loaded (see that module); the Qwen families need nothing."""
+    if model and resolve_family(model, None) is GLM_4_1V:
+        return [f"actor_rollout_ref.model.external_lib={GLM4V_PATCH}"]
+    return []
 
 
 def _merged(groups: dict[str, list[str]]) -> list[str]:
@@ -378,6 +391,7 @@ def build_launch(
         *([f"actor_rollout_ref.model.path={hydra_value(_local_or_hub(model))}"] if model else []),
         *recipe.overrides,
         *(SDPA_OVERRIDES if attention == "sdpa" else ()),
+        *family_overrides(model),
     ]
     smoke_overrides = list(SMOKE_OVERRIDES) if smoke else []
 
