@@ -312,6 +312,7 @@ def test_verl_recipe_composes_validates_and_verls_dataset_counts_as_the_budget(
     from verl.utils import hf_processor
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
+    from ssl4rl.backends.verl import doctor
     from ssl4rl.backends.verl import launch as vl
     from ssl4rl.backends.verl.recipes import get_recipe
     from ssl4rl.rl_row import PromptLength
@@ -326,6 +327,8 @@ def test_verl_recipe_composes_validates_and_verls_dataset_counts_as_the_budget(
     # GLM-4.1V needs ssl4rl's fixes for verl 0.9.1 + transformers 5 in verl's workers (tests/test_verl_actor_step.py)
     expected = vl.GLM4V_PATCH if name == "glm-4.1v" else None
     assert config.actor_rollout_ref.model.get("external_lib") == expected
+    probes = dict(doctor.import_probes(config, "sdpa"))  # the doctor imports it before a launch
+    assert (f"model lib {vl.GLM4V_PATCH}" in probes) == (name == "glm-4.1v")
 
     processor = hf_processor(model)
     assert processor is not None and hasattr(processor, "get_rope_index")
