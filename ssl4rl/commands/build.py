@@ -18,6 +18,7 @@ examples:
   ssl4rl build --task rotation --source mmbench --input MMBench_DEV_EN.tsv --split validation --out data/mmbench/rotation
   ssl4rl build --task jigsaw --grid 3 --source folder --input ~/photos --out data/photos/jigsaw3 --workers 8
   ssl4rl build --task position --source imagenet-subset --input PKU-ML/ImageNet-Subset --shard 3/16 --out /shared/pos
+  ssl4rl build --task jigsaw --source folder --input ~/photos --out data/q3/jigsaw --model-family qwen3-vl --tokenizer Qwen/Qwen3-VL-4B-Instruct
 
 Same inputs and --seed give byte-identical shards for any --workers or --shard partition; rerunning
 an interrupted build resumes it. Task knobs (below) apply to the task that has them (`ssl4rl tasks`)."""
