@@ -323,7 +323,10 @@ def test_the_doctor_counts_the_adapter_of_the_model_it_checks(tmp_path, tiny_mod
         ),
     )
     trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
-    assert checks["GPU memory"].status == doctor.OK and f"LoRA, {trainable:,} trainable" in checks["GPU memory"].detail
+    assert (
+        checks["GPU memory"].status == doctor.OK
+        and f"LoRA, {trainable:,} trainable" in checks["GPU memory"].detail
+    )
     facts = doctor.gather_facts(result.config, gpu_memory_gb=24, progress=False)
     assert facts.adapter_params == trainable
 

@@ -163,7 +163,9 @@ class MemoryPlan:
         return self.needed_bytes <= self.gpu_bytes
 
     def describe(self) -> str:
-        count = f"{self.adapter_params / 1e6:.1f}M" if self.adapter_params >= 1e5 else f"{self.adapter_params:,}"
+        count = (
+            f"{self.adapter_params / 1e6:.1f}M" if self.adapter_params >= 1e5 else f"{self.adapter_params:,}"
+        )
         lora = f"LoRA, {count} trainable: " if self.adapter_params else ""
         return lora + (
             f"actor {self.actor_bytes / GIB:.1f} GiB + vLLM {self.rollout_bytes / GIB:.1f} GiB + reserve "
