@@ -201,7 +201,7 @@ def test_adapter_of_another_model_is_refused(trl_run, tmp_path):
 # ---- verl: a LoRA checkpoint as verl's FSDP engine writes it -> ssl4rl merge -> a full model -----------------
 
 
-def _save_lora_rank(rank: int, model_dir: str, actor_dir: str, port: int) -> None:
+def _save_lora_rank(rank: int, model_dir: str, actor_dir: str, port: int, lora_only: bool = False) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank))
     os.environ["WORLD_SIZE"] = str(WORLD_SIZE)
     torch.set_num_threads(1)
@@ -222,20 +222,22 @@ def _save_lora_rank(rank: int, model_dir: str, actor_dir: str, port: int) -> Non
         optimizer=None,
         lr_scheduler=None,
         processing_class=transformers.AutoProcessor.from_pretrained(model_dir),
-        checkpoint_config={"save_contents": ["model"], "load_contents": ["model"]},
+        checkpoint_config={
+            "save_contents": ["model"],
+            "load_contents": ["model"],
+            "save_lora_only": lora_only,
+        },
     )
     manager.save_checkpoint(local_path=actor_dir, global_step=STEP)
     dist.barrier()
     dist.destroy_process_group()
 
 
-@pytest.fixture(scope="module")
-def verl_lora_run(tiny_model, tmp_path_factory):
+def _verl_lora_checkpoint(tiny_model, run, lora_only: bool = False):
     pytest.importorskip("verl")
     import torch.multiprocessing as mp
     import verl.utils.checkpoint.fsdp_checkpoint_manager  # noqa: F401  imported once, shared by forked ranks
 
-    run = tmp_path_factory.mktemp("verl_lora") / "run"
     actor_dir = run / f"global_step_{STEP}" / "actor"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -243,7 +245,7 @@ def verl_lora_run(tiny_model, tmp_path_factory):
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     context = mp.start_processes(
         _save_lora_rank,
-        args=(tiny_model, str(actor_dir), port),
+        args=(tiny_model, str(actor_dir), port, lora_only),
         nprocs=WORLD_SIZE,
         join=False,
         start_method=method,
@@ -257,6 +259,17 @@ def verl_lora_run(tiny_model, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def verl_lora_run(tiny_model, tmp_path_factory):
+    return _verl_lora_checkpoint(tiny_model, tmp_path_factory.mktemp("verl_lora") / "run")
+
+
+def _merged_lora_weights(tiny_model):
+    expected_model = _peft_model(tiny_model, LoraSettings(rank=RANK, alpha=ALPHA))
+    _train_adapter(expected_model)
+    return expected_model.merge_and_unload().state_dict()
+
+
 def test_verl_lora_checkpoint_merges_into_the_full_model(verl_lora_run, tiny_model, tmp_path, capsys):
     actor = verl_lora_run / f"global_step_{STEP}" / "actor"
     assert json.loads((actor / "lora_train_meta.json").read_text())["lora_alpha"] == ALPHA
@@ -268,9 +281,7 @@ def test_verl_lora_checkpoint_merges_into_the_full_model(verl_lora_run, tiny_mod
     assert adapters.is_adapter_dir(str(out / merge.VERL_ADAPTER_DIR))  # kept for serving the adapter alone
 
     got = transformers.AutoModelForImageTextToText.from_pretrained(out, dtype="auto").state_dict()
-    expected_model = _peft_model(tiny_model, LoraSettings(rank=RANK, alpha=ALPHA))
-    _train_adapter(expected_model)
-    want = expected_model.merge_and_unload().state_dict()
+    want = _merged_lora_weights(tiny_model)
     base = transformers.AutoModelForImageTextToText.from_pretrained(
         tiny_model, dtype=torch.float32
     ).state_dict()
@@ -289,3 +300,35 @@ def test_verl_lora_checkpoint_merges_into_the_full_model(verl_lora_run, tiny_mod
     inputs = _image_inputs(processor)
     output = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert output.shape[1] == inputs["input_ids"].shape[1] + 4
+
+
+def test_a_lora_only_verl_checkpoint_merges_onto_the_model_the_run_started_from(tiny_model, tmp_path, capsys):
+    """actor.checkpoint.save_lora_only=true: no base weights in the shards (verl's merger stops after writing the
+    adapter); the base is the model of the run's launch manifest, or --base-model."""
+    run = _verl_lora_checkpoint(tiny_model, tmp_path / "run", lora_only=True)
+    assert main(["merge", str(run), str(tmp_path / "no_base"), "--no-progress"]) == 2
+    assert "holds only the LoRA adapter" in capsys.readouterr().err and not (tmp_path / "no_base").exists()
+
+    launch = {
+        "verl_command": [
+            "python",
+            "-m",
+            "verl.trainer.main_ppo",
+            f"actor_rollout_ref.model.path={tiny_model}",
+        ]
+    }
+    (run / "ssl4rl_launch.json").write_text(json.dumps(launch))
+    out = tmp_path / "merged"
+    assert main(["merge", str(run), str(out), "--no-progress"]) == 0
+    manifest = json.loads((out / merge.MANIFEST_NAME).read_text())
+    assert manifest["base_model"] == tiny_model and manifest["lora_layers_merged"] == 14
+    got = transformers.AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).state_dict()
+    want = _merged_lora_weights(tiny_model)
+    assert set(got) == set(want)
+    for key, value in want.items():  # verl's merger stores the adapter in bfloat16: equal at that precision
+        torch.testing.assert_close(got[key], value, atol=2e-3, rtol=1e-2, msg=key)
+    base = transformers.AutoModelForImageTextToText.from_pretrained(
+        tiny_model, dtype=torch.float32
+    ).state_dict()
+    assert max((got[k] - base[k]).abs().max().item() for k in base) > 0.1
+    assert transformers.AutoProcessor.from_pretrained(out).chat_template

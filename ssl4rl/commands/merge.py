@@ -20,7 +20,9 @@ step in latest_checkpointed_iteration.txt, or the highest global_step_N, is merg
 
 LoRA runs give a full model as well. A verl LoRA checkpoint (--lora-rank) merges as above; verl's merger
 splits it into base weights and lora_adapter/, and the adapter is then folded into the weights
-(W + alpha/r * B @ A; OUT keeps lora_adapter/ beside them for serving the adapter alone). A TRL LoRA run
+(W + alpha/r * B @ A; OUT keeps lora_adapter/ beside them for serving the adapter alone); a checkpoint saved
+with save_lora_only has no base weights, and its adapter goes onto the model of the run's ssl4rl_launch.json
+(or --base-model). A TRL LoRA run
 (`ssl4rl train --backend trl --lora-rank R`) is merged from its output directory or its adapter directory
 (final/, checkpoint-N/): the base model named in adapter_config.json (or --base-model) gets the adapter
 folded in, and the run's processor files. Needs no verl.
@@ -43,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code", action="store_true", help="passed to the merger and the load check"
     )
     parser.add_argument(
-        "--base-model", help="base model of a TRL LoRA adapter (default: the one adapter_config.json names)"
+        "--base-model",
+        help="base model of a LoRA adapter (default: the one adapter_config.json or the run's launch names)",
     )
     parser.add_argument("--no-progress", action="store_true")
 

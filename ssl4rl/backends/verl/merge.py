@@ -130,6 +130,7 @@ def describe_actor_dir(actor_dir: str) -> dict:
         "world_size": world_size,
         "fsdp_version": fsdp.get("FSDP_version"),
         "hf_dir": hf_dir,
+        "lora_only": is_lora_only(actor_dir),
     }
 
 
@@ -220,13 +221,61 @@ def _merge_verl_adapter(tmp: str, trust_remote_code: bool) -> dict | None:
         return None
     staged = tempfile.mkdtemp(prefix=".merged-", dir=tmp)
     info = fold_adapter(tmp, adapter_dir, staged, trust_remote_code)
-    for name in os.listdir(tmp):  # the base weights go; the adapter stays beside the merged model
-        if name.endswith((".safetensors", ".safetensors.index.json", ".bin")):
-            os.unlink(os.path.join(tmp, name))
+    _drop_weights(tmp)  # the base weights go; the adapter stays beside the merged model
     for name in os.listdir(staged):
         shutil.move(os.path.join(staged, name), os.path.join(tmp, name))
     os.rmdir(staged)
     return {**info, "adapter_kept_in": VERL_ADAPTER_DIR}
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
+
+
+def _drop_weights(directory: str) -> None:
+    for name in os.listdir(directory):
+        if name.endswith(_WEIGHT_SUFFIXES):
+            os.unlink(os.path.join(directory, name))
+
+
+def is_lora_only(actor_dir: str) -> bool:
+    """A LoRA checkpoint saved with actor.checkpoint.save_lora_only: rank 0's shard holds adapter tensors only.
+    (verl's merger does not notice: it writes the adapter and then no, or uninitialised, base weights.)"""
+    if not os.path.isfile(os.path.join(actor_dir, "lora_train_meta.json")):
+        return False
+    import torch
+
+    shards = sorted(n for n in os.listdir(actor_dir) if SHARD_PATTERN.match(n) and "_rank_0." in n)
+    if not shards:
+        return False
+    keys = torch.load(os.path.join(actor_dir, shards[0]), map_location="cpu", weights_only=False, mmap=True)
+    return all("lora_" in key or ".adapter_" in key for key in keys)
+
+
+def launch_model(actor_dir: str) -> str | None:
+    """The model a run started from, from its launch manifest (RUN_DIR/ssl4rl_launch.json, `ssl4rl train`)."""
+    manifest = os.path.join(os.path.dirname(os.path.dirname(actor_dir)), "ssl4rl_launch.json")
+    try:
+        with open(manifest) as f:
+            command = json.load(f).get("verl_command") or []
+    except (OSError, ValueError):
+        return None
+    key = "actor_rollout_ref.model.path="
+    paths = [arg.split("=", 1)[1].strip("'\"") for arg in command if arg.lstrip("+").startswith(key)]
+    return paths[-1] if paths else None
+
+
+def _merge_onto_launch_model(
+    tmp: str, actor_dir: str, base_model: str | None, trust_remote_code: bool
+) -> dict:
+    base = base_model or launch_model(actor_dir)
+    if not base:
+        raise UserError(
+            f"{actor_dir} holds only the LoRA adapter (save_lora_only) and no ssl4rl_launch.json names the model "
+            "it was trained from: pass --base-model"
+        )
+    base = check_model_reference(base, flag="--base-model")
+    info = fold_adapter(base, os.path.join(tmp, VERL_ADAPTER_DIR), tmp, trust_remote_code)
+    return {**info, "adapter_kept_in": VERL_ADAPTER_DIR, "base_model": base}
 
 
 def _prepare_out(out: str, force: bool) -> tuple[str, str]:
@@ -324,8 +373,6 @@ def merge_checkpoint(
             trust_remote_code=trust_remote_code,
             progress=progress,
         )
-    if base_model:
-        raise UserError("--base-model applies to a LoRA adapter (a TRL run); a verl checkpoint names its own")
     if importlib.util.find_spec("verl") is None:
         raise UserError("merging needs verl; install it with: pip install 'ssl4rl[verl]'")
     info = describe_actor_dir(resolve_actor_dir(checkpoint))
@@ -336,13 +383,25 @@ def merge_checkpoint(
         stages.set_postfix_str("verl model_merger")
         command = merger_command(info["actor_dir"], tmp, trust_remote_code)
         result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
+        adapter_written = adapters.is_adapter_dir(os.path.join(tmp, VERL_ADAPTER_DIR))
+        if result.returncode != 0 and not (info["lora_only"] and adapter_written):
             tail = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-1:]
             raise UserError(f"verl's model merger failed (exit {result.returncode}): {' '.join(tail)[:300]}")
+        if info["lora_only"]:
+            # actor.checkpoint.save_lora_only: the shards hold no base weights, so whatever weights the merger
+            # wrote (none, or an uninitialised model) are dropped and the adapter goes onto the run's model
+            _drop_weights(tmp)
+            lora = _merge_onto_launch_model(tmp, info["actor_dir"], base_model, trust_remote_code)
+        elif base_model:
+            raise UserError(
+                "--base-model applies to LoRA adapters; this verl checkpoint holds its full weights"
+            )
+        else:
+            lora = None
         stages.update()
 
         stages.set_postfix_str("processor files")
-        lora = _merge_verl_adapter(tmp, trust_remote_code)
+        lora = lora or _merge_verl_adapter(tmp, trust_remote_code)
         copied = carry_processor_files(info["hf_dir"], tmp)
         legacy = write_legacy_processor_files(
             tmp
