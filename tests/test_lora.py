@@ -22,6 +22,7 @@ from ssl4rl import adapters  # noqa: E402
 from ssl4rl.backends.verl import merge, resources  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
+from ssl4rl.evaluation.ssl_eval import SSLEvalConfig, evaluate_ssl  # noqa: E402
 from ssl4rl.lora import LoraSettings, adapter_parameters, lora_settings  # noqa: E402
 
 RANK, ALPHA = 4, 8
@@ -176,6 +177,21 @@ def test_trl_lora_run_merges_into_a_full_model_that_loads_and_generates(
 
     output = merged.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert output.shape[1] == inputs["input_ids"].shape[1] + 4
+
+    # and `ssl4rl eval --ssl` evaluates it like any model (transformers backend, the run's held-out rows)
+    report = evaluate_ssl(
+        SSLEvalConfig(
+            data=str(run.parent / "data" / "verl" / "val.parquet"),
+            out=str(tmp_path / "eval"),
+            model=str(out),
+            max_new_tokens=8,
+            backend="transformers",
+            min_pixels=None,
+            max_pixels=None,
+            progress=False,
+        )
+    )
+    assert report["tasks"]["rotation"]["n"] > 0 and 0 <= report["tasks"]["rotation"]["acc"] <= 100
 
 
 def test_adapter_of_another_model_is_refused(trl_run, tmp_path):
