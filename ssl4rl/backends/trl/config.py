@@ -114,7 +114,11 @@ class TrlGrpoConfig:
     seed: int = field(default=0, metadata=_help("seed of sampling, shuffling and initialisation"))
     # ---- LoRA -----------------------------------------------------------------------------------------
     lora_rank: int = field(
-        default=0, metadata=_help("train a peft LoRA adapter of this rank (0 = all weights)")
+        default=0,
+        metadata=_help(
+            "train a peft LoRA adapter of this rank (0 = all weights); from the CLI or a YAML, "
+            "the learning rate then defaults to 1e-5"
+        ),
     )
     lora_alpha: int = field(default=0, metadata=_help("LoRA alpha (0 = twice the rank)"))
     lora_target_modules: list[str] = field(
