@@ -153,3 +153,16 @@ def test_one_grpo_update_of_verls_actor_for_other_families(
         "engine log-probs = plain forward",
     ):
         assert check in result.stdout, f"missing check: {check}"
+
+
+def test_one_update_of_verls_actor_with_an_objective(tiny_model, rl_files, tmp_path):
+    """An objective's config group (ssl4rl/configs/objective/gspo.yaml) reaches verl's actor update: the same CPU
+    step with `+objective=gspo` trains, and the two checks written for the paper's loss fail exactly as GSPO's
+    per-sequence aggregation makes them (every other check holds)."""
+    result, report = run_step(tiny_model, rl_files, tmp_path, "--override", "+objective=gspo")
+    output = result.stdout + result.stderr
+    assert "RESULT: FAIL (2 checks)" in result.stdout, output[-4000:]
+    loss, pg_loss = report["failures"]
+    assert loss.startswith("loss ppo_loss:") and "seq-mean-token-mean" in loss
+    assert pg_loss.startswith("pg_loss") and "= -token-mean advantage" in pg_loss
+    assert report["metrics"]["actor/grad_norm"][0] > 0 and "actor weights changed" in result.stdout

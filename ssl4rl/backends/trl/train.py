@@ -76,6 +76,9 @@ def grpo_arguments(config: TrlGrpoConfig, *, cuda: bool, bf16: bool):
         num_generations=config.num_generations,
         beta=config.beta,
         epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        importance_sampling_level=config.importance_sampling_level,
+        mask_truncated_completions=config.mask_truncated_completions,
         loss_type=config.loss_type,
         scale_rewards=config.scale_rewards,
         max_completion_length=config.max_completion_length,
@@ -109,6 +112,25 @@ def grpo_arguments(config: TrlGrpoConfig, *, cuda: bool, bf16: bool):
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+    )
+
+
+def peft_config(config: TrlGrpoConfig):
+    """peft's LoraConfig for a LoRA run (None: all weights train). TRL then uses the model with its adapter
+    switched off as the KL reference, so no second copy of the model is loaded."""
+    settings = config.lora
+    if settings is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.lora_alpha,
+        target_modules=settings.peft_target_modules,
+        exclude_modules=settings.exclude_modules,
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -225,6 +247,7 @@ def train_grpo(
         eval_dataset=eval_dataset,
         processing_class=processor,
         callbacks=run_callbacks(config.output_dir, config.report_to) + extra_callbacks,
+        peft_config=peft_config(config),
         **filter_kwargs,
     )
     manifest["status"] = "training"
@@ -238,7 +261,7 @@ def train_grpo(
         raise
 
     final_dir = os.path.join(config.output_dir, "final")
-    trainer.save_model(final_dir)  # model + processor, loadable with from_pretrained
+    trainer.save_model(final_dir)  # model (a LoRA run: the adapter only) + processor
     processor.save_pretrained(final_dir)
     manifest.update(
         status="done",
@@ -249,6 +272,7 @@ def train_grpo(
             key=lambda d: int(d.rsplit("-", 1)[-1]),
         ),
         final_checkpoint=final_dir,
+        lora_adapter=config.lora is not None,
         tensorboard_dir=os.path.join(config.output_dir, "tensorboard")
         if "tensorboard" in config.report_to
         else None,

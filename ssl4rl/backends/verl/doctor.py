@@ -78,6 +78,7 @@ class Facts:
     missing_files: list[str] = field(default_factory=list)
     data_error: str | None = None
     params: int | None = None
+    adapter_params: int | None = None  # LoRA runs: the adapter's trainable parameters
     model_dir: str | None = None
     processor: Any = None
     processor_error: str | None = None
@@ -153,6 +154,7 @@ def gather_facts(config: Any, *, gpu_memory_gb: float | None = None, progress: b
     model = str(config.actor_rollout_ref.model.path)
     facts.model_dir = resources.local_model_dir(model)
     facts.params = resources.count_parameters(model)
+    facts.adapter_params = resources.lora_adapter_parameters(config, model)
     facts.processor, facts.processor_error = load_processor(facts.model_dir)
     facts.model_family = (processor_family(facts.processor) if facts.processor is not None else None) or (
         family_of_model_dir(facts.model_dir) or family_of_model_name(model)
@@ -198,7 +200,13 @@ def adjustments(
         values["actor_rollout_ref.rollout.limit_images"] = facts.max_images
         notes.append(f"vLLM limit_images={facts.max_images} (the data's largest image count per prompt)")
     if facts.params and facts.gpu_bytes:
-        plan = resources.fit_memory(config, facts.params, facts.gpu_bytes, fixed=set(launch.user_keys))
+        plan = resources.fit_memory(
+            config,
+            facts.params,
+            facts.gpu_bytes,
+            fixed=set(launch.user_keys),
+            adapter_params=facts.adapter_params,
+        )
         values.update(plan.changes)
         if plan.changes:
             changed = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in plan.changes.items())
@@ -424,7 +432,7 @@ def check_memory(config: Any, facts: Facts) -> Check:
         return Check("GPU memory", SKIP, "parameter count unknown (the model is not on this machine)")
     if facts.gpu_bytes is None:
         return Check("GPU memory", SKIP, "no GPU here: pass --gpu-memory-gb to plan from a login node")
-    plan = resources.memory_plan(config, facts.params, facts.gpu_bytes)
+    plan = resources.memory_plan(config, facts.params, facts.gpu_bytes, adapter_params=facts.adapter_params)
     detail = f"{facts.params / 1e9:.2f}B params: {plan.describe()}"
     if plan.fits:
         return Check("GPU memory", OK, detail)
@@ -621,13 +629,14 @@ def check_disk(config: Any, facts: Facts) -> Check:
         return Check("disk", SKIP, "checkpoint size unknown (the model is not on this machine)")
     steps = resources.training_steps(config, facts.train_rows)
     kept = resources.checkpoints_kept(config, steps)
-    need = kept * resources.checkpoint_bytes(facts.params)
+    one_save = resources.checkpoint_bytes(facts.params, facts.adapter_params)
+    need = kept * one_save
     probe = str(config.trainer.default_local_dir)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
     free = shutil.disk_usage(probe).free
     detail = (
-        f"{kept} checkpoint(s) x {resources.checkpoint_bytes(facts.params) / GIB:.1f} GiB = {need / GIB:.1f} GiB; "
+        f"{kept} checkpoint(s) x {one_save / GIB:.1f} GiB = {need / GIB:.1f} GiB; "
         f"{free / GIB:.1f} GiB free at {probe}"
     )
     if need <= free:
