@@ -51,6 +51,9 @@ class ModelFamily:
     # pixels the limits bound: 1 for Qwen (h x w), 2 for GLM-4.1V (a still image is a 2-frame clip: t x h x w)
     frames_per_image: int
     upscale_small: bool  # sides under the factor are first scaled up (int-truncated) before rounding
+    # the processor takes its pixel limits as min_pixels / max_pixels keywords (Qwen2VLImageProcessor), or
+    # only as size={shortest_edge, longest_edge} (Glm4vImageProcessor)
+    limits_as_size: bool
     image_start: str  # chat-template markers: start, the placeholder the processor expands, end
     image_pad: str
     image_end: str
@@ -125,9 +128,9 @@ class ModelFamily:
         """`AutoProcessor.from_pretrained` keyword arguments that set the image processor's pixel limits."""
         if not (min_pixels or max_pixels):
             return {}
-        if self.name.startswith("qwen"):  # Qwen2VLImageProcessor reads min_pixels / max_pixels
+        if not self.limits_as_size:
             return {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
-        # Glm4vImageProcessor only takes `size`, and needs both edges
+        # `size` needs both edges
         return {
             "size": {
                 "shortest_edge": int(min_pixels or self.min_pixels),
@@ -164,6 +167,7 @@ QWEN2_5_VL = _register(
         max_pixels=12845056,
         frames_per_image=1,
         upscale_small=False,
+        limits_as_size=False,
         image_start="<|vision_start|>",
         image_pad="<|image_pad|>",
         image_end="<|vision_end|>",
@@ -184,6 +188,7 @@ QWEN3_VL = _register(
         max_pixels=16777216,
         frames_per_image=1,
         upscale_small=False,
+        limits_as_size=False,
         image_start="<|vision_start|>",
         image_pad="<|image_pad|>",
         image_end="<|vision_end|>",
@@ -204,6 +209,7 @@ GLM_4_1V = _register(
         max_pixels=9633792,
         frames_per_image=2,
         upscale_small=True,
+        limits_as_size=True,
         image_start="<|begin_of_image|>",
         image_pad="<|image|>",
         image_end="<|end_of_image|>",
