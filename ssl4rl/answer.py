@@ -34,8 +34,9 @@ def extract_answer(text: object) -> str | None:
 def follows_format(text: object) -> bool:
     """True for exactly `<think> ... </think> <answer> ... </answer>` (whitespace around allowed).
 
-    Each tag appears exactly once and in that order, the answer is non-empty and nothing but
-    whitespace surrounds the two blocks.
+    Each tag appears exactly once and in that order, the reasoning and the answer are both non-empty
+    (not only whitespace: an empty `<think></think>` is the tags without the reasoning they ask for) and
+    nothing but whitespace surrounds the two blocks.
     """
     if not isinstance(text, str):
         return False
@@ -47,6 +48,8 @@ def follows_format(text: object) -> bool:
     if positions != sorted(positions) or positions[0] != 0:
         return False
     if body[positions[1] + len(THINK_CLOSE) : positions[2]].strip():
+        return False
+    if not body[len(THINK_OPEN) : positions[1]].strip():
         return False
     if not body.endswith(ANSWER_CLOSE):
         return False

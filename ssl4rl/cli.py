@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, describe_os_error
 from .registry import UnknownNameError
 
 # name -> (module, one-line help)
@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, UnknownNameError) as exc:
         print(f"ssl4rl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        print(f"ssl4rl {args.command}: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"ssl4rl {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -31,6 +31,21 @@ def atomic_path(path: str):
             os.unlink(tmp)
 
 
+def publish_directory(tmp: str, out: str) -> None:
+    """Move a directory written under a temporary name into place, with the permissions a plain
+    `mkdir`/`open` would have given it: mkdtemp makes 0700 and some writers 0600, so a model built for a
+    shared cluster would otherwise be private to its builder whatever the umask says. `out` must not exist."""
+    for root, dirs, files in os.walk(tmp):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~_UMASK)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    os.replace(tmp, out)
+
+
 def write_json(path: str, data: Any) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)

@@ -10,12 +10,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 MIN_SIDE = 28  # Qwen2.5-VL patch (14) x spatial merge (2): smaller images cannot be tokenised
+# JPEG codes 8x8 blocks, and with 4:2:0 chroma subsampling 16x16 macroblocks, on a grid from the stored
+# image's origin. A view cut at an offset that is not a multiple of 16 carries that grid's phase, which a
+# model can read without looking at the content (jigsaw patch positions were predictable from it alone).
+BLOCK = 16
 DEFAULT_MAX_SOURCE_PIXELS = 64_000_000
 PASS_THROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
 ENCODINGS = ("png", "jpeg", "webp")
@@ -25,6 +31,9 @@ class SkipSample(Exception):
     """A sample (or source item) that cannot be used. `reason` is a short code counted in manifests."""
 
     def __init__(self, reason: str, detail: str = ""):
+        # Exception texts can hold object reprs ("<_io.BytesIO object at 0x7f...>"): their addresses would make
+        # two identical builds' manifests differ.
+        detail = _ADDRESS.sub("", detail)
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -39,12 +48,53 @@ class LoadedImage:
     raw: bytes | None = (
         None  # original bytes when they can be emitted unchanged (RGB, upright, JPEG/PNG/WebP)
     )
+    # Where the stored image's block grid starts in `image` (its origin moves when EXIF orientation
+    # flips or turns the image): block boundaries lie at x = block_origin[0] + 16k, y = block_origin[1] + 16k.
+    block_origin: tuple[int, int] = (0, 0)
 
     @functools.cached_property
     def digest(self) -> str:
         """Content hash of the decoded pixels: equal photos compare equal. Computed on first use: hashing
         ~1 MB of pixels costs about a millisecond, and only tasks that compare images need it."""
         return pixel_digest(self.image)
+
+
+def block_region(source: LoadedImage, block: int = BLOCK) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest box of whole blocks of `source`'s stored grid: views cut
+    inside it at multiples of `block` from its corner all have the same grid phase (none at all for a source
+    that never was a JPEG: aligning it costs at most block-1 pixels per side)."""
+    width, height = source.image.size
+    ox, oy = source.block_origin
+    columns, rows = (width - ox) // block, (height - oy) // block
+    if columns < 1 or rows < 1:
+        raise SkipSample("too_small", f"{width}x{height} holds no whole {block}x{block} block")
+    return ox, oy, ox + columns * block, oy + rows * block
+
+
+def block_aligned(source: LoadedImage, block: int = BLOCK) -> LoadedImage:
+    """`source` cropped to its `block_region`; its original bytes pass through only if nothing was cut."""
+    box = block_region(source, block)
+    if box == (0, 0, *source.image.size):
+        return source
+    return LoadedImage(image=source.image.crop(box), key=source.key, raw=None)
+
+
+def whole_blocks(length: int, block: int = BLOCK) -> int:
+    """`length` rounded down to a multiple of `block`."""
+    return length // block * block
+
+
+def _block_origin(
+    orientation: int | None, stored_size: tuple[int, int], block: int = BLOCK
+) -> tuple[int, int]:
+    """Where the stored image's block grid starts after EXIF transposition (orientation 1-8): an axis whose
+    direction is reversed starts its grid at (stored length mod block); orientations 5-8 swap the axes."""
+    w0, h0 = stored_size
+    flip_x = {2: True, 3: True, 4: False, 5: False, 6: True, 7: True, 8: False}.get(orientation or 1, False)
+    flip_y = {2: False, 3: True, 4: True, 5: False, 6: False, 7: True, 8: True}.get(orientation or 1, False)
+    if orientation in (5, 6, 7, 8):  # new x runs along the stored y axis
+        return ((h0 % block) if flip_x else 0, (w0 % block) if flip_y else 0)
+    return ((w0 % block) if flip_x else 0, (h0 % block) if flip_y else 0)
 
 
 @dataclass(frozen=True)
@@ -125,6 +175,7 @@ def decode_image(
         image.load()
         fmt = image.format
         orientation = image.getexif().get(0x0112, 1) if fmt else 1
+        stored_size = image.size
         if orientation not in (None, 1):
             image = ImageOps.exif_transpose(image)
         passes_through = raw is not None and fmt in PASS_THROUGH_FORMATS and image.mode == "RGB"
@@ -132,11 +183,14 @@ def decode_image(
         rgb = to_rgb(image)
     except SkipSample:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own guard, from the header, above twice its limit
+        raise SkipSample("too_large", str(exc)) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise SkipSample("corrupt", f"{type(exc).__name__}: {exc}") from None
     if min(rgb.size) < min_side:
         raise SkipSample("too_small", f"{rgb.width}x{rgb.height} has a side below {min_side} px")
-    return LoadedImage(image=rgb, key=key, raw=raw if passes_through else None)
+    origin = _block_origin(orientation, stored_size) if orientation in range(2, 9) else (0, 0)
+    return LoadedImage(image=rgb, key=key, raw=raw if passes_through else None, block_origin=origin)
 
 
 def encode_image(image: Image.Image, encoding: Encoding = Encoding()) -> bytes:

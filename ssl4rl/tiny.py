@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .answer import ANSWER_CLOSE, ANSWER_OPEN, FORMAT_INSTRUCTION, THINK_CLOSE, THINK_OPEN
 from .errors import require
+from .fileio import publish_directory
 from .images import LoadedImage
 from .tasks import IMAGE_PLACEHOLDER, TASKS
 
@@ -62,7 +63,7 @@ REPLY_TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
 MAX_LISTED_ANSWERS = 16
 
 # The warm-up of `reply_prior=True`: kinds of synthetic replies and their shares.
-#   formatted: <think> 0-2 words </think><answer> A </answer>   (follows the format)
+#   formatted: <think> 1-2 words </think><answer> A </answer>   (follows the format)
 #   bare:      <answer> A </answer>                              (answer without the think block)
 #   noise:     1-6 reply tokens in random order                  (tags and answers, no structure)
 # A is drawn as `ON_TASK_SHARE` says, never from the images. Bare replies outnumber formatted ones, so
@@ -163,7 +164,7 @@ def build_tiny_qwen2_5_vl(
             )
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        publish_directory(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -328,7 +329,7 @@ def _reply_ids(
     answers = own if rng.random() < ON_TASK_SHARE else answers_by_task[rng.integers(len(answers_by_task))]
     answer = f"{ANSWER_OPEN}{answers[rng.integers(len(answers))]}{ANSWER_CLOSE}"
     if kind == "formatted":
-        words = "".join(rng.choice(_THINK_WORDS, size=rng.integers(0, 3)))
+        words = "".join(rng.choice(_THINK_WORDS, size=rng.integers(1, 3)))
         answer = f"{THINK_OPEN}{words}{THINK_CLOSE}{answer}"
     return tokenizer(answer, add_special_tokens=False)["input_ids"]
 

@@ -95,11 +95,19 @@ def test_loads_with_hf_datasets_and_traces_back(photo_folder, tmp_path):
 
 
 def test_unchanged_source_passes_through_without_reencoding(photo_folder, tmp_path):
-    build(config(photo_folder, tmp_path / "rot"))
-    rows = pq.read_table(glob.glob(f"{tmp_path}/rot/data/*.parquet")).to_pylist()
-    for row in rows:
-        original = open(os.path.join(photo_folder, row["source_key"]), "rb").read()
-        assert row["images"][0]["bytes"] == original
+    # position shows the whole source; rotation shows its box of whole 16 px blocks, which is the whole
+    # source only when both sides are multiples of 16 (else the cut view is encoded like every other view)
+    for task in ("position", "rotation"):
+        build(config(photo_folder, tmp_path / task, task=task))
+        rows = pq.read_table(glob.glob(f"{tmp_path}/{task}/data/*.parquet")).to_pylist()
+        passed_through = 0
+        for row in rows:
+            original = open(os.path.join(photo_folder, row["source_key"]), "rb").read()
+            width, height = Image.open(io.BytesIO(original)).size
+            whole = task == "position" or (width % 16 == 0 and height % 16 == 0)
+            assert (row["images"][0]["bytes"] == original) == whole, (task, row["source_key"])
+            passed_through += whole
+        assert passed_through > 0
 
 
 def test_resume_after_kill_gives_the_same_result(photo_folder, tmp_path):
@@ -173,6 +181,13 @@ def test_bad_inputs_are_skipped_counted_and_good_ones_kept(photo_paths, tmp_path
     assert manifest["counts"]["written"] == 8
     assert manifest["skipped"] == {"corrupt": 2, "too_large": 1, "too_small": 1}
     assert set(manifest["skip_examples"]) == {"corrupt", "too_large", "too_small"}
+    # each example names the file it came from, and carries nothing that differs between identical runs
+    examples = manifest["skip_examples"]
+    assert examples["too_large"].startswith("bomb.png (sample ")
+    assert examples["too_small"].startswith("tiny.png (sample ")
+    assert examples["corrupt"].split(" (sample ")[0] in ("garbage.png", "truncated.jpg")
+    again = build(config(str(folder), tmp_path / "again", max_source_pixels=2_000_000))
+    assert again["skip_examples"] == examples and " at 0x" not in json.dumps(examples)
 
 
 def test_unusable_input_is_one_clear_error(tmp_path):

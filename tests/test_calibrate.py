@@ -291,7 +291,7 @@ def noise_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("noise")
     rng = np.random.default_rng(7)
     for i in range(96):
-        pixels = rng.integers(0, 256, size=(72, 96, 3), dtype=np.uint8)
+        pixels = rng.integers(0, 256, size=(80, 96, 3), dtype=np.uint8)
         Image.fromarray(pixels, "RGB").save(root / f"img{i:03d}.png")
     return str(root)
 
@@ -361,7 +361,7 @@ def test_statistics_match_a_model_of_known_accuracy(noise_folder, tmp_path):
 
 
 def test_a_level_that_builds_nothing_is_reported_not_fatal(noise_folder, tmp_path):
-    # 72 px images have 36 px quadrants: crops of at most 0.2 * 36 px fall below the 28 px floor.
+    # 80 px high images have 40 px quadrants: crops of at most 0.2 * 40 px fall below the 28 px floor.
     generator = ScriptedGenerator(lambda request: "<think> x </think> <answer> top-left </answer>")
     config = CalibrationConfig(
         task="position",

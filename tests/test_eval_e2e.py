@@ -41,9 +41,9 @@ def test_tiny_model_on_the_mmbench_excerpt(tiny_model, mmbench_sample, tmp_path,
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert (
-        "| model | Logical | Relation | Attribute | Coarse | Cross-Inst. | Single-Inst. | Average |"
-        in printed
+        "| tiny | Logical | Relation | Attribute | Coarse | Cross-Inst. | Single-Inst. | Average |" in printed
     )
+    assert "Protocol `paper`" in printed and "| format compliance (% of replies) |" in printed
 
     for name in (
         "report.md",
@@ -74,12 +74,12 @@ def test_tiny_model_on_the_mmbench_excerpt(tiny_model, mmbench_sample, tmp_path,
 
 def test_greedy_decoding_is_deterministic_across_batch_sizes(tiny_model, mmbench_sample):
     from ssl4rl.evaluation.backends import Request, TransformersGenerator
-    from ssl4rl.evaluation.prompts import question_prompt
+    from ssl4rl.evaluation.protocols import question_prompt
     from ssl4rl.evaluation.questions import load_images, load_questions
 
     generator = TransformersGenerator(tiny_model, min_pixels=784, max_pixels=3136, max_new_tokens=6)
     questions = load_questions(mmbench_sample).questions
-    requests = [Request(question_prompt(q, "plain"), load_images(q)) for q in questions]
+    requests = [Request(question_prompt(q, "direct"), load_images(q)) for q in questions]
     together = generator.generate(requests)
     alone = [generator.generate([r])[0] for r in requests]
     assert together == alone  # left padding keeps batched answers identical to single ones

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssl4rl.evaluation.extract import extract_choice, strip_answer_tags
+from ssl4rl.evaluation.extract import NO_ANSWER, extract_choice, handoff_prediction
 
 OPTIONS = {"A": "a red car", "B": "a blue bicycle", "C": "a green bus", "D": "a yellow truck"}
 
@@ -69,6 +69,18 @@ CORPUS = [
     ("Either A or C could be right.", None),
     ("(A) and (C) both look plausible.", None),
     ("It could be a red car or a green bus.", None),
+    # two options offered as alternatives name no choice, in the answer block too
+    ("A or C", None),
+    ("<answer>A or C</answer>", None),
+    ("<think>Both fit.</think> <answer>B or D</answer>", None),
+    ("<think>Both fit.</think> <answer>(A) or (C)</answer>", None),
+    ("The answer is A or C.", None),
+    ("The answer is (A) or (C).", None),
+    ("A/C", None),
+    ("B and D", None),
+    ("Options A and B are wrong, so the answer is C.", "C"),
+    # a lower-case letter is not an explicit choice ("the answer is a ..." is an article)
+    ("The answer is b.", None),
     # garbage and non-strings
     ("", None),
     ("<answer></answer>", None),
@@ -117,9 +129,14 @@ def test_huge_and_adversarial_inputs_are_fast_and_safe():
     assert extract_choice(long_reasoning, OPTIONS).letter == "C"
 
 
-def test_strip_answer_tags():
-    assert strip_answer_tags("<think>x</think> <answer>B</answer>", OPTIONS) == "B"
-    assert strip_answer_tags("<think>x</think> <answer>a green bus</answer>", OPTIONS) == "C"
-    assert strip_answer_tags("<think>x</think> <answer>no idea</answer>", OPTIONS) == "no idea"
-    assert strip_answer_tags("<think>x</think> The answer is B") == "The answer is B"
-    assert strip_answer_tags(None) == ""
+def test_handoff_prediction_is_the_letter_read_or_no_answer():
+    assert handoff_prediction("<think>x</think> <answer>B</answer>", OPTIONS) == "B"
+    assert handoff_prediction("<think>x</think> <answer>a green bus</answer>", OPTIONS) == "C"
+    for unread in ("<think>x</think> <answer>no idea</answer>", "The answer is b.", "A or C", "", None):
+        assert handoff_prediction(unread, OPTIONS) == NO_ANSWER == "Z"
+    assert extract_choice(NO_ANSWER, OPTIONS).letter is None  # re-imported, it stays unanswered
+
+
+def test_ambiguous_method_is_reported():
+    assert extract_choice("<answer>A or C</answer>", OPTIONS).method == "ambiguous"
+    assert extract_choice("The answer is A or C.", OPTIONS).method == "ambiguous"

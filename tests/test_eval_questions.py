@@ -6,19 +6,22 @@ import base64
 import io
 import json
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from ssl4rl.errors import UserError
-from ssl4rl.evaluation.prompts import question_prompt
+from ssl4rl.evaluation.protocols import PAPER_INSTRUCTION, question_prompt
 from ssl4rl.evaluation.questions import (
+    NA_STRINGS,
     add_rotations,
     limit_groups,
     load_image,
     load_images,
     load_questions,
+    rows_to_questions,
 )
 from ssl4rl.evaluation.synthetic import SyntheticQuestion, png_base64, write_vlmeval_tsv
 from ssl4rl.images import SkipSample
@@ -44,9 +47,9 @@ def test_mmbench_excerpt(mmbench_sample):
     assert load_images(first)[0].size == (302, 232)
     prompt = question_prompt(first)
     assert prompt.startswith("Hint: ") and "\nOptions:\nA. Does Madelyn" in prompt
-    assert "<answer> LETTER </answer>" in prompt and "one of A, B." in prompt
-    assert question_prompt(first, "plain").endswith(
-        "Answer with the option's letter from the given choices directly."
+    assert prompt.endswith(f"\nB. {first.options['B']}\n{PAPER_INSTRUCTION} \n")
+    assert question_prompt(first, "direct").endswith(
+        "Answer with the option's letter from the given choices directly. \n"
     )
 
 
@@ -249,8 +252,51 @@ def test_skip_reasons(tmp_path):
         f"4\tone option\tyes\t\tA\t{image}\n"
     )
     loaded = load_questions(str(path))
-    assert [q.key for q in loaded.questions] == ["1"]
-    assert loaded.skipped == {"no_answer": 1, "answer_not_an_option": 1, "no_options": 1}
+    # letter columns: every row with a letter answer is a question, as VLMEvalKit scores it; row 3's
+    # answer has no option (nobody can get it right) and row 4 has one option
+    assert [q.key for q in loaded.questions] == ["1", "3", "4"]
+    assert loaded.skipped == {"no_answer": 1}
+    assert loaded.questions[1].answer == "E" and "E" not in loaded.questions[1].options
+    assert loaded.questions[2].options == {"A": "yes"}
+    # other layouts still need two options and an answer among them
+    rows = [
+        {"index": 1, "question": "q", "choices": ["yes"], "answer": "A"},
+        {"index": 2, "question": "q", "choices": ["yes", "no"], "answer": "maybe"},
+    ]
+    loaded = rows_to_questions(rows, list(rows[0]))
+    assert loaded.questions == [] and loaded.skipped == {"no_options": 1, "answer_not_an_option": 1}
+
+
+def test_na_like_option_cells_are_no_options_as_pandas_reads_them(tmp_path):
+    """VLMEvalKit reads its files with pandas' defaults: whatever pandas calls missing is no option there."""
+    path = tmp_path / "na.tsv"
+    image = png_base64(0)
+    lines = ["index\tquestion\thint\tA\tB\tC\tanswer\timage"]
+    for number, cell in enumerate(sorted(NA_STRINGS - {""})):
+        lines.append(f"{number}\tq{number}\t{cell}\tyes\t{cell}\tno\tB\t{image}")
+    lines.append(f"99\tq99\tNONE\tyes\tN/A (none)\tNone of these\tC\t{image}")  # not missing to pandas
+    path.write_text("\n".join(lines) + "\n")
+    frame = pd.read_csv(path, sep="\t")  # VLMEvalKit's `load` for a .tsv
+    questions = {q.key: q for q in load_questions(str(path)).questions}
+    assert len(questions) == len(frame)
+    for record in frame.to_dict("records"):
+        q = questions[str(record["index"])]
+        expected = {letter: str(record[letter]) for letter in "ABC" if not pd.isna(record[letter])}
+        assert q.options == expected, record
+        assert q.hint == ("" if pd.isna(record["hint"]) else record["hint"])
+    assert questions["0"].answer == "B" and "B" not in questions["0"].options  # counted, never right
+
+
+def test_orphan_circular_copies_are_dropped_in_a_circular_file(tmp_path):
+    questions = [SyntheticQuestion(options=("x", "y"), answer="A") for _ in range(2)]
+    path = write_vlmeval_tsv(str(tmp_path / "q.tsv"), questions, with_rotations=True)
+    lines = (tmp_path / "q.tsv").read_text().splitlines()
+    # drop the original of question 1 but keep its copy 1000001
+    kept = [line for line in lines if not line.startswith("1\t")]
+    (tmp_path / "q.tsv").write_text("\n".join(kept) + "\n")
+    loaded = load_questions(path)
+    assert [q.key for q in loaded.questions] == ["0", "1000000"]
+    assert loaded.skipped == {"orphan_circular_copy": 1}
 
 
 def test_bad_inputs_raise_user_errors(tmp_path):

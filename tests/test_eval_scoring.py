@@ -10,7 +10,8 @@ import pytest
 
 from ssl4rl.errors import UserError
 from ssl4rl.evaluation.backends import Request, ScriptedGenerator
-from ssl4rl.evaluation.runner import BenchmarkEvalConfig, evaluate_benchmark
+from ssl4rl.evaluation.protocols import DIRECT_INSTRUCTION, PAPER_INSTRUCTION
+from ssl4rl.evaluation.runner import BenchmarkEvalConfig, evaluate_benchmark, evaluate_protocols
 from ssl4rl.evaluation.synthetic import SyntheticQuestion, write_vlmeval_tsv
 
 LOGIC, RELATION, ATTRIBUTE = "logic_reasoning", "relation_reasoning", "attribute_reasoning"
@@ -143,14 +144,18 @@ def test_report_files_and_predictions(tsv_with_rotations, tmp_path):
     ):
         assert os.path.getsize(tmp_path / name) > 0
     markdown = (tmp_path / "report.md").read_text()
+    name = tmp_path.name  # a run is named by its output directory
     assert (
-        "| model | Logical | Relation | Attribute | Coarse | Cross-Inst. | Single-Inst. | Average |"
+        f"| {name} | Logical | Relation | Attribute | Coarse | Cross-Inst. | Single-Inst. | Average |"
         in markdown
     )
-    assert "| scripted | 50.00 | 33.33 | 100.00 | 0.00 | 75.00 | 0.00 | 46.15 |" in markdown
+    assert "| accuracy (%) | 50.00 | 33.33 | 100.00 | 0.00 | 75.00 | 0.00 | 46.15 |" in markdown
+    assert "| questions (n) | 2 | 3 | 1 | 2 | 4 | 1 | 13 |" in markdown
+    assert "| format compliance (% of replies) | 100.00 |" in markdown
+    assert "Protocol `paper`" in markdown
     csv_lines = (tmp_path / "report.csv").read_text().splitlines()
     assert csv_lines[0] == "model,metric,Logical,Relation,Attribute,Coarse,Cross-Inst.,Single-Inst.,Average"
-    assert csv_lines[1] == "scripted,accuracy,50.00,33.33,100.00,0.00,75.00,0.00,46.15"
+    assert csv_lines[1] == f"{name},accuracy_pct,50.00,33.33,100.00,0.00,75.00,0.00,46.15"
     records = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == sum(n for _, n, _, _ in PLAN)
     assert {r["group"] for r in records} == {str(i) for i in range(len(PLAN))}
@@ -223,13 +228,13 @@ def test_changed_settings_refuse_to_mix_runs(tsv_with_rotations, tmp_path):
     evaluate_benchmark(
         run_config(tsv_with_rotations, tmp_path, limit=1), ScriptedGenerator(scripted_responder)
     )
-    with pytest.raises(UserError, match="prompt"):
+    with pytest.raises(UserError, match="protocol"):
         evaluate_benchmark(
-            run_config(tsv_with_rotations, tmp_path, prompt="plain"), ScriptedGenerator(scripted_responder)
+            run_config(tsv_with_rotations, tmp_path, protocol="direct"), ScriptedGenerator(scripted_responder)
         )
     generator = ScriptedGenerator(scripted_responder)
     evaluate_benchmark(
-        run_config(tsv_with_rotations, tmp_path, prompt="plain", limit=1, overwrite=True), generator
+        run_config(tsv_with_rotations, tmp_path, protocol="direct", limit=1, overwrite=True), generator
     )
     assert sum(generator.batches) == 4
 
@@ -272,3 +277,42 @@ def test_bad_images_are_skipped_and_counted(tmp_path):
     assert report["questions"] == 2
     assert report["excluded_questions"] == {"corrupt": 1}
     assert report["accuracy"]["Logical"] == 100.0
+
+
+def test_format_compliance_and_accuracy_among_compliant(tsv_plain, tmp_path):
+    def responder(request):
+        if "Question 0?" in request.text:
+            return "I cannot decide."  # question 0 was right; now no answer can be read
+        return scripted_responder(request)
+
+    report = evaluate_benchmark(run_config(tsv_plain, tmp_path), ScriptedGenerator(responder))
+    # by hand: 13 questions, 12 replies readable; right: 10 of 13 in EXPECTED_FIRST_PASS minus question 0
+    assert report["compliance"]["Average"] == 92.31  # 12 / 13
+    assert report["accuracy"]["Average"] == 69.23  # 9 / 13
+    assert report["accuracy_compliant"]["Average"] == 75.0  # 9 / 12
+    assert report["compliant_questions"]["Average"] == 12
+    assert report["compliance"]["Logical"] == 50.0 and report["accuracy_compliant"]["Logical"] == 100.0
+    assert report["interval"]["Average"] == [42.37, 87.32]  # Wilson 95 % for 9 / 13
+    rows = report["per_question"]["rows"]
+    assert ["0", "Logical", 0, 0] in rows and ["1", "Logical", 1, 1] in rows and len(rows) == 13
+
+
+def test_several_protocols_share_one_model_and_write_one_folder_each(tsv_plain, tmp_path):
+    asked = []
+
+    def responder(request):
+        asked.append(request.text.rsplit("\n", 2)[-2])
+        return scripted_responder(request)
+
+    generator = ScriptedGenerator(responder)
+    out = tmp_path / "base"
+    reports = evaluate_protocols(run_config(tsv_plain, out), ["paper", "direct"], generator)
+    assert list(reports) == ["paper", "direct"]
+    assert sum(generator.batches) == 2 * len(PLAN)
+    assert set(asked) == {PAPER_INSTRUCTION + " ", DIRECT_INSTRUCTION + " "}
+    for protocol in ("paper", "direct"):
+        saved = json.loads((out / protocol / "report.json").read_text())
+        assert saved["protocol"] == protocol and saved["name"] == "base"
+        assert json.loads((out / protocol / "run_config.json").read_text())["protocol"] == protocol
+    with pytest.raises(UserError, match="unknown protocol"):
+        evaluate_protocols(run_config(tsv_plain, out), ["papr"], generator)

@@ -62,9 +62,12 @@ def test_built_datasets_per_knob(rotation_datasets, tmp_path):
         SSLEvalConfig(data=str(rotation_datasets), out=str(tmp_path), model="scripted"), generator
     )
     rows = {row["knobs"]: row for row in report["rows"]}
-    assert set(rows) == {"crop=common, granularity=90", "crop=common, granularity=45"}
+    assert set(rows) == {
+        "crop=common, granularity=90, square=False",
+        "crop=common, granularity=45, square=False",
+    }
     for granularity in (90, 45):
-        row = rows[f"crop=common, granularity={granularity}"]
+        row = rows[f"crop=common, granularity={granularity}, square=False"]
         assert row["task"] == "rotation"
         assert row["n"] == len(answers[granularity])
         assert row["acc"] == expected_accuracy(answers[granularity])
@@ -73,7 +76,7 @@ def test_built_datasets_per_knob(rotation_datasets, tmp_path):
     assert report["tasks"]["rotation"]["acc"] == expected_accuracy(all_answers)
     for name in ("report.md", "report.csv", "report.json", "predictions.jsonl", "manifest.json"):
         assert os.path.getsize(tmp_path / name) > 0
-    assert "| rotation | crop=common, granularity=45 |" in (tmp_path / "report.md").read_text()
+    assert "| rotation | crop=common, granularity=45, square=False |" in (tmp_path / "report.md").read_text()
 
     # resumable: a second run asks nothing
     again = ScriptedGenerator(always_90)
@@ -109,8 +112,8 @@ def test_verl_parquet_from_preprocess(rotation_datasets, tmp_path):
     assert report["tasks"]["rotation"]["n"] == len(samples)
     assert report["tasks"]["rotation"]["acc"] == expected_accuracy(answers)
     assert {row["knobs"] for row in report["rows"]} == {
-        "crop=common, granularity=90",
-        "crop=common, granularity=45",
+        "crop=common, granularity=90, square=False",
+        "crop=common, granularity=45, square=False",
     }
 
 

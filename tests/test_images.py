@@ -78,6 +78,23 @@ def test_decompression_bomb_is_rejected_before_decoding():
     assert info.value.reason == "too_large"
 
 
+def test_a_bomb_above_pils_own_limit_is_too_large_not_corrupt():
+    # PIL refuses to open more than twice Image.MAX_IMAGE_PIXELS itself (DecompressionBombError) before our
+    # own check runs: still a decompression bomb, counted as too_large as documented.
+    side = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 16
+    bomb = _bytes(Image.new("1", (side, side)))  # a few hundred KB of PNG for ~180 M pixels
+    with pytest.raises(SkipSample) as info:
+        decode_image(bomb, max_pixels=10**12)
+    assert info.value.reason == "too_large"
+
+
+def test_skip_details_carry_no_memory_addresses():
+    with pytest.raises(SkipSample) as info:
+        decode_image(b"not an image at all")
+    assert " at 0x" not in info.value.detail and " at 0x" not in str(info.value)
+    assert "cannot identify image file" in info.value.detail
+
+
 def test_equal_pixels_have_equal_digest_across_containers():
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
     assert (

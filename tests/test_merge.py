@@ -166,6 +166,14 @@ def test_manifest_records_the_merge(merged, run_dir):
     assert not [p for p in os.listdir(merged.parent) if ".merging-" in p]  # no temporary left behind
 
 
+def test_merged_model_has_the_usual_permissions(merged):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(merged).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
+    for name in os.listdir(merged):
+        assert os.stat(merged / name).st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_checkpoint_path_forms_resolve_to_the_actor_dir(run_dir, tmp_path):
     actor = str(run_dir / f"global_step_{STEP}" / "actor")
     for form in (run_dir, run_dir / f"global_step_{STEP}", actor):

@@ -57,18 +57,17 @@ def test_single_rotation_turned_back_is_the_upright_centre_square(built):
     photos, rows = _rows(built, "single_rotation")
     for row in rows:
         picture, _ = answer_picture(row)
-        source = _source(photos, row)
-        side = min(source.shape[:2])
-        top, left = (source.shape[0] - side) // 2, (source.shape[1] - side) // 2
-        assert np.array_equal(np.asarray(picture), source[top : top + side, left : left + side])
+        left, top, right, bottom = row_label(row)["region"]  # the centred square of whole JPEG blocks
+        assert right - left == bottom - top
+        assert np.array_equal(np.asarray(picture), _source(photos, row)[top:bottom, left:right])
 
 
 def test_jigsaw_patches_placed_by_the_answer_reassemble_the_photograph(built):
     photos, rows = _rows(built, "jigsaw")
     for row in rows:
         picture, caption = answer_picture(row)
-        source = _source(photos, row)
-        assert np.array_equal(np.asarray(picture), source[: picture.height, : picture.width]), caption
+        left, top, right, bottom = row_label(row)["grid"]  # the patches' box on the JPEG block grid
+        assert np.array_equal(np.asarray(picture), _source(photos, row)[top:bottom, left:right]), caption
         # a wrong answer would not: the first two patches swapped
         images, label = row_images(row), row_label(row)
         order = row["answer"].split(",")
@@ -99,7 +98,8 @@ def test_flip_patch_marks_the_mirrored_patch(built):
         picture, _ = answer_picture(row)
         left, top, right, bottom = label["box"]
         shown = np.asarray(images[0])
-        source = _source(photos, row)[: shown.shape[0], : shown.shape[1]]
+        grid_left, grid_top, grid_right, grid_bottom = label["grid"]  # the box is relative to the grid
+        source = _source(photos, row)[grid_top:grid_bottom, grid_left:grid_right]
         differs = np.argwhere(np.any(shown != source, axis=2))
         assert differs.size and differs[:, 0].min() >= top and differs[:, 0].max() < bottom
         assert differs[:, 1].min() >= left and differs[:, 1].max() < right  # only the marked patch changed
@@ -113,7 +113,8 @@ def test_inpaint_right_candidate_fills_the_hole(built):
         picture, caption = answer_picture(row)
         left, top, right, bottom = label["box"]
         filled = np.asarray(picture).copy()
-        source = _source(photos, row)
+        region_left, region_top, region_right, region_bottom = label["region"]  # the box is relative to it
+        source = _source(photos, row)[region_top:region_bottom, region_left:region_right]
         inner = (slice(top + 2, bottom - 2), slice(left + 2, right - 2))  # inside the drawn frame
         assert np.array_equal(filled[inner], source[inner])
         assert caption == f"{label['letter']} fills the hole"

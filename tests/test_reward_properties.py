@@ -249,6 +249,55 @@ def _baseline(k: int, partial_weight: float) -> float:
     return _BASELINES[key]
 
 
+# ---- format credit needs reasoning and an answer the task can have ------------------------------------
+
+OUT_OF_VOCABULARY = {
+    "rotation": ["banana", "360", "-90", "90.0", "090", "ninety"],
+    "single_rotation": ["banana", "400", "1e2"],
+    "position": ["top", "centre", "Top-Left", "left-top"],
+    "contrastive": ["same", "yes", "Positive"],
+    "inpaint": ["E", "AB", "a", "1"],
+    "jigsaw": ["1,1,1,1", "1,2,3", "1,2,3,4,5", "banana", "0,1,2,3"],
+    "flip_patch": ["3", "horizontal", "0 horizontal", "3 diagonal", "3 sideways"],
+}
+
+
+@pytest.mark.parametrize("task_name", sorted(OUT_OF_VOCABULARY))
+def test_format_credit_needs_reasoning_and_an_answer_from_the_vocabulary(task_name):
+    if task_name not in TASKS:
+        pytest.skip(f"{task_name} not registered")
+    task = get_task(task_name)
+    truth = task.answer_space()[0] if task.answer_space() else task.answer_example
+    wrong = next(a for a in (task.answer_space() or [truth]) if a != truth) if task.answer_space() else truth
+    data_source = f"ssl4rl/{task_name}"
+    for answer in (truth, wrong):  # right or wrong, an answer the task can have earns format credit
+        assert compute_score(data_source, formatted(answer), truth, format_weight=0.5)["format"] == 1.0
+    for think in ("", " ", "\n\t "):  # tags without reasoning earn nothing for format
+        hollow = f"<think>{think}</think> <answer>{truth}</answer>"
+        result = compute_score(data_source, hollow, truth, format_weight=0.5)
+        assert result["format"] == 0.0 and result["score"] == 0.5, think
+    for junk in OUT_OF_VOCABULARY[task_name]:
+        result = compute_score(data_source, formatted(junk), truth, format_weight=0.5)
+        accuracy_part = compute_score(data_source, formatted(junk), truth)["score"]  # jigsaw's paper partial
+        assert result["format"] == 0.0 and result["score"] == 0.5 * accuracy_part, junk
+
+
+@pytest.mark.parametrize("data_source,knobs", registered(TASK_SETTINGS))
+def test_every_answer_of_every_knob_setting_is_in_the_vocabulary(data_source, knobs):
+    # Scoring runs with default knobs: a granularity-45 or 3x3 answer must still earn format credit.
+    task = get_task(data_source.split("/")[1], **knobs)
+    answers = task.answer_space() or [task.answer_example]
+    for answer in answers[:50]:
+        assert compute_score(data_source, formatted(answer), answers[0], format_weight=1.0)["format"] == 1.0
+
+
+def test_the_papers_default_ignores_format_entirely():
+    # format_weight=0 (the paper): the score is the accuracy, however hollow the format
+    for response in ("<think></think> <answer>90</answer>", "<answer>90</answer>", "90 <answer>90</answer>"):
+        result = compute_score("ssl4rl/rotation", response, "90")
+        assert result["score"] == result["acc"] == 1.0
+
+
 # ---- robustness: any string, any size -----------------------------------------------------------------
 
 TAGGY = st.lists(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import glob
+import io
+import json
+import os
 import pickle
 from collections import Counter
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from ssl4rl.builder import BuildConfig, build
 from ssl4rl.images import LoadedImage, SkipSample, decode_image
 from ssl4rl.tasks import Plan, get_task
 
@@ -230,47 +236,152 @@ def test_prompt_describes_the_strength_in_use(photos):
     assert "solarization" not in prompts["weak"] and "solarization" in prompts["strong"]
 
 
-@pytest.mark.parametrize("knobs", [{"strength": "medium"}, {"size": 27}, {"size": 224.5}, {"size": True}])
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"strength": "medium"},
+        {"size": 27},
+        {"size": 224.5},
+        {"size": True},
+        {"duplicate_distance": -2},
+        {"duplicate_distance": 64},  # different photos are ~64 of 128 bits apart: all would be copies
+        {"duplicate_distance": 8.5},
+        {"duplicate_distance": True},
+        {"duplicate_distance": "8"},
+    ],
+)
 def test_impossible_knobs_raise_one_line_errors(knobs):
     with pytest.raises(ValueError) as caught:
         get_task("contrastive", **knobs)
     assert "\n" not in str(caught.value)
 
 
-def test_scoring():
+def test_duplicate_distance_is_a_documented_flag():
     task = get_task("contrastive")
-    assert task.answer_space() == ["positive", "negative"]
-    assert task.score("<think>same cat</think> <answer>positive</answer>", "positive")["score"] == 1.0
-    assert task.score("<think>same cat</think> <answer>negative</answer>", "positive")["score"] == 0.0
+    assert task.knobs.duplicate_distance == 16
     assert (
-        task.score("<think>x</think> <answer>Positive</answer>", "positive")["score"] == 0.0
-    )  # exact, as released
-    for junk in ("", "<answer>", "</answer><answer>", "<answer>" * 1000, "\x00<answer>positive", None):
-        assert task.score(junk, "positive")["score"] == 0.0
+        task.parse_knob("duplicate_distance", "-1") == -1 and task.parse_knob("duplicate_distance", "0") == 0
+    )
+    with pytest.raises(ValueError, match="--duplicate-distance"):
+        task.parse_knob("duplicate_distance", "many")
+    (field,) = [f for f in task.knob_fields() if f.name == "duplicate_distance"]
+    assert "-1" in field.metadata["help"] and "bits" in field.metadata["help"]
+    for distance in (-1, 0, 63):
+        assert (
+            get_task("contrastive", duplicate_distance=distance).knob_dict()["duplicate_distance"] == distance
+        )
 
 
-def test_augmentation_effects_are_drawn_independently():
-    # albumentations' set_random_seed gives every transform an identical stream, so all coin flips
-    # agree; the pipeline must share one stream instead: grayscale and flip then co-occur ~25 %.
-    from ssl4rl.augment import AugmentSpec, SeededAugmentation
+def _jpeg_copy(image: LoadedImage, key: str) -> LoadedImage:
+    buffer = io.BytesIO()
+    image.image.save(buffer, format="JPEG", quality=95)
+    return decode_image(buffer.getvalue(), key=key)
 
-    spec = AugmentSpec(
-        crop_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_p=0.0, blur_p=0.0, grayscale_p=0.5
-    )  # the crop keeps the whole 32 x 32 image: only grayscale and flip (p 0.5 each) act
-    image = _noise(32, 32, seed=0)
-    mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    candidates = {  # (gray, flipped) -> expected pixels
-        (g, f): np.asarray((im.convert("L") if g else im).convert("RGB"), dtype=int)
-        for g in (False, True)
-        for f, im in ((False, image), (True, mirrored))
+
+def test_a_near_duplicate_partner_is_passed_over_and_counted(photos):
+    anchor = photos[0]
+    copy = _jpeg_copy(anchor, "copy.jpg")
+    assert copy.digest != anchor.digest  # other pixels: the old pixel comparison let it through
+    plan = Plan(index=0, source=0, partners=(1, 2), label="negative")
+    source = FakeSource([anchor, copy, photos[2]])
+    example = get_task("contrastive").generate(anchor, np.random.default_rng(0), plan, source.load)
+    assert example.label == {"pair": "negative", "partner": 2} and example.sources == (2,)
+    assert example.counts == {
+        "near_duplicate_partners_passed_over": 1,
+        "negatives_with_near_duplicate_partners": 1,
     }
-    augment = SeededAugmentation(spec)
-    seen = Counter()
-    for i in range(400):
-        out = np.asarray(augment(image, np.random.default_rng(i)), dtype=int)
-        distance = {key: np.abs(out - ref).mean() for key, ref in candidates.items()}
-        closest = min(distance, key=distance.get)
-        assert distance[closest] < 1.0
-        seen[closest] += 1
-    both, gray_only, flip_only = seen[(True, True)], seen[(True, False)], seen[(False, True)]
-    assert 60 < both < 140 and 60 < gray_only < 140 and 60 < flip_only < 140, (both, gray_only, flip_only)
+    # -1: only identical pixels are the same photo (the behaviour before near-duplicates were detected)
+    pixels_only = get_task("contrastive", duplicate_distance=-1)
+    example = pixels_only.generate(anchor, np.random.default_rng(0), plan, source.load)
+    assert example.label["partner"] == 1 and example.counts == {}
+
+
+def test_only_near_duplicates_left_means_a_skip_that_says_so(photos):
+    anchor = photos[0]
+    rows = [anchor, _jpeg_copy(anchor, "a.jpg"), anchor, _jpeg_copy(anchor, "b.jpg")]
+    plan = Plan(index=0, source=0, partners=(1, 2, 3), label="negative")
+    with pytest.raises(SkipSample) as caught:
+        get_task("contrastive").generate(anchor, np.random.default_rng(0), plan, FakeSource(rows).load)
+    assert caught.value.reason == "no_negative_partner" and "3 near-duplicates" in caught.value.detail
+
+
+def test_each_source_is_hashed_once_per_task(photos, monkeypatch):
+    from ssl4rl import near_duplicates
+
+    hashed = Counter()
+    real = near_duplicates.perceptual_hash
+
+    def counting(image):
+        hashed[id(image)] += 1
+        return real(image)
+
+    monkeypatch.setattr(near_duplicates, "perceptual_hash", counting)
+    source = FakeSource(photos)
+    _build(get_task("contrastive"), source, seed=3)
+    assert hashed and max(hashed.values()) == 1
+
+
+AUDIT_COPIES = ("astronaut.png", "astronaut_q95.jpg", "astronaut_1px_smaller.png")
+
+
+@pytest.fixture(scope="module")
+def audit_folder(tmp_path_factory, photo_paths):
+    """The audit's input: one photo as PNG, as JPEG q95 and 1 px smaller, among seven other photos."""
+    root = tmp_path_factory.mktemp("audit")
+    for path in photo_paths[:8]:
+        image = Image.open(path).convert("RGB")
+        image.thumbnail((160, 160))
+        name = os.path.splitext(os.path.basename(path))[0]
+        if name == "astronaut":
+            image.save(root / AUDIT_COPIES[0])
+            image.save(root / AUDIT_COPIES[1], quality=95)
+            image.resize((image.width - 1, image.height - 1), Image.Resampling.LANCZOS).save(
+                root / AUDIT_COPIES[2]
+            )
+        else:
+            image.save(root / f"{name}.png")
+    return str(root)
+
+
+def _negatives(out) -> list[tuple[str, str]]:
+    rows = pq.read_table(sorted(glob.glob(os.path.join(str(out), "data", "*.parquet")))).to_pylist()
+    return [(row["source_key"], row["partner_keys"][0]) for row in rows if row["answer"] == "negative"]
+
+
+def _shard_bytes(out) -> list[bytes]:
+    return [open(p, "rb").read() for p in sorted(glob.glob(os.path.join(str(out), "data", "*.parquet")))]
+
+
+def _build_contrastive(folder: str, out, seed: int, workers: int = 1) -> dict:
+    config = BuildConfig(
+        task="contrastive",
+        source="folder",
+        input=folder,
+        out=str(out),
+        seed=seed,
+        workers=workers,
+        samples_per_shard=3,  # several shards, so two workers share the split
+        progress=False,
+    )
+    return build(config)
+
+
+def test_copies_of_one_photo_never_make_a_negative_and_the_manifest_counts_them(audit_folder, tmp_path):
+    negatives, passed_over, affected = [], 0, 0
+    for seed in range(8):
+        manifest = _build_contrastive(audit_folder, tmp_path / f"s{seed}", seed)
+        negatives += _negatives(tmp_path / f"s{seed}")
+        counts = manifest["task_counts"]
+        passed_over += counts.get("near_duplicate_partners_passed_over", 0)
+        affected += counts.get("negatives_with_near_duplicate_partners", 0)
+        merged = json.load(open(tmp_path / f"s{seed}" / "manifest.json"))
+        assert merged["splits"]["train"]["task_counts"] == counts
+    assert len(negatives) >= 30
+    paired_copies = [pair for pair in negatives if set(pair) <= set(AUDIT_COPIES)]
+    assert not paired_copies, (
+        f"{len(paired_copies)} of {len(negatives)} negatives pair two copies of one photo"
+    )
+    assert passed_over >= affected > 0
+    # the decisions depend on the two images alone: any worker count gives the same bytes and counts
+    two = _build_contrastive(audit_folder, tmp_path / "w2", seed=7, workers=2)
+    assert _shard_bytes(tmp_path / "w2") == _shard_bytes(tmp_path / "s7") and two["task_counts"] == counts

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.block_grid import grid_patch
 
 from ssl4rl.images import MIN_SIDE, LoadedImage, SkipSample, decode_image, encode_image
 from ssl4rl.tasks import get_task, task_for_data_source
@@ -56,7 +57,7 @@ def grid_boxes(rows: int, cols: int, patch_w: int, patch_h: int) -> list[tuple[i
 
 def check_label_and_restoration(task: FlipPatchTask, source: LoadedImage, example) -> None:
     rows, cols = task.rows, task.cols
-    patch_w, patch_h = source.image.width // cols, source.image.height // rows
+    patch_w, patch_h = grid_patch(*source.image.size, rows, cols)
     crop = np.asarray(source.image)[: rows * patch_h, : cols * patch_w]
     assert len(example.images) == 1 and example.unchanged == ()
     shown = np.asarray(example.images[0])
@@ -71,6 +72,7 @@ def check_label_and_restoration(task: FlipPatchTask, source: LoadedImage, exampl
         "flip": direction,
         "box": list(boxes[number - 1]),
         "patch_size": [patch_w, patch_h],
+        "grid": [0, 0, cols * patch_w, rows * patch_h],
     }
     # Un-flipping the named patch restores the source crop exactly ...
     assert np.array_equal(flipped_at(shown, boxes[number - 1], direction), crop)
@@ -100,8 +102,7 @@ def test_unflipping_the_named_patch_restores_the_source_and_nothing_else_does(
             example = generate(task, source, seed)
         except SkipSample as skip:
             skips[skip.reason] += 1
-            width, height = source.image.size
-            too_small = min(width // task.cols, height // task.rows) < MIN_SIDE
+            too_small = min(grid_patch(*source.image.size, task.rows, task.cols)) < MIN_SIDE
             # adv9 is a horizontal gradient: all its rows are equal, so a vertical flip never shows.
             assert skip.reason == ("too_small" if too_small else "flip_invisible"), (source.key, skip)
             if not too_small:
@@ -124,7 +125,7 @@ def test_unflipping_the_named_patch_restores_the_source_and_nothing_else_does(
 def test_restoration_for_random_sizes_grids_and_seeds(width, height, rows, cols, flips, seed):
     task = get_task("flip_patch", grid=f"{rows}x{cols}", flips=flips)
     source = noise(width, height, seed % 1000)
-    if width // cols < MIN_SIDE or height // rows < MIN_SIDE:
+    if min(grid_patch(width, height, rows, cols)) < MIN_SIDE:
         with pytest.raises(SkipSample):
             generate(task, source, seed)
         return
@@ -137,7 +138,7 @@ def test_restoration_for_random_sizes_grids_and_seeds(width, height, rows, cols,
 def with_patch(base: np.ndarray, patch: np.ndarray, index: int, rows: int = 2, cols: int = 2) -> LoadedImage:
     """`base` (noise) with grid patch `index` replaced by `patch`."""
     height, width = base.shape[:2]
-    patch_h, patch_w = height // rows, width // cols
+    patch_w, patch_h = grid_patch(width, height, rows, cols)
     r, c = divmod(index, cols)
     out = base.copy()
     out[r * patch_h : (r + 1) * patch_h, c * patch_w : (c + 1) * patch_w] = patch
@@ -145,19 +146,19 @@ def with_patch(base: np.ndarray, patch: np.ndarray, index: int, rows: int = 2, c
 
 
 def test_constant_and_symmetric_patches_are_skipped_for_the_directions_where_they_hide():
-    base = np.asarray(noise(80, 64).image)
+    base = np.asarray(noise(64, 64).image)
     rng = np.random.default_rng(5)
-    half = rng.integers(0, 256, (32, 20, 3), dtype=np.uint8)
+    half = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
     left_right = np.concatenate([half, half[:, ::-1]], axis=1)  # equal to its horizontal mirror
-    top_bottom = rng.integers(0, 256, (16, 40, 3), dtype=np.uint8)
+    top_bottom = rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)
     top_bottom = np.concatenate([top_bottom, top_bottom[::-1]], axis=0)  # equal to its vertical mirror
-    quarter = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    quarter = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     half_turn = quarter.copy()
     half_turn[16:] = quarter[:16][::-1, ::-1]  # equal to itself turned by 180: both mirrors coincide
     cases = {
         # patch: flips setting -> skipped?
         "constant": (
-            np.full((32, 40, 3), 90, np.uint8),
+            np.full((32, 32, 3), 90, np.uint8),
             {"both": True, "horizontal": True, "vertical": True},
         ),
         "left_right": (left_right, {"both": True, "horizontal": True, "vertical": False}),
@@ -182,8 +183,8 @@ def test_constant_and_symmetric_patches_are_skipped_for_the_directions_where_the
 
 def test_min_change_skips_flips_that_barely_show():
     # A flat patch with +-1 noise: its mirror is not pixel-identical but differs by under 1 on average.
-    base = np.asarray(noise(80, 64).image)
-    faint = (100 + np.random.default_rng(3).integers(0, 2, (32, 40, 3))).astype(np.uint8)
+    base = np.asarray(noise(64, 64).image)
+    faint = (100 + np.random.default_rng(3).integers(0, 2, (32, 32, 3))).astype(np.uint8)
     source = with_patch(base, faint, 2)
     strict, default = get_task("flip_patch", min_change=0), get_task("flip_patch")
     assert default.knobs.min_change == 2.0
@@ -198,7 +199,7 @@ def test_too_small_patches_are_skipped():
     with pytest.raises(SkipSample) as info:
         generate(get_task("flip_patch"), noise(55, 200), 0)
     assert info.value.reason == "too_small"
-    generate(get_task("flip_patch"), noise(56, 56), 0)
+    generate(get_task("flip_patch"), noise(64, 64), 0)  # 2x2 patches of two 16 px blocks a side
     with pytest.raises(SkipSample):
         generate(get_task("flip_patch", grid=3), noise(200, 83), 0)
 

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.block_grid import BLOCK, aligned_box
 
 from ssl4rl.images import MIN_SIDE, LoadedImage, SkipSample, decode_image, encode_image
 from ssl4rl.tasks import get_task, task_for_data_source
 from ssl4rl.tasks.base import IMAGE_PLACEHOLDER, Plan
-from ssl4rl.tasks.inpaint import FILL, LETTERS, InpaintTask, shift_step
+from ssl4rl.tasks.inpaint import FILL, LETTERS, InpaintTask
 
 PLAN = Plan(index=0, source=0)
 KINDS = {"true", "rotated", "shifted", "neighbour"}
@@ -40,8 +41,20 @@ def pasted(holed: np.ndarray, patch: np.ndarray, box) -> np.ndarray:
     return out
 
 
+def hole_sides(side: int, lo: float, hi: float) -> list[int]:
+    """Hole sides allowed on an image side: whole 16 px blocks in [max(28, int(lo * side)), int(hi * side)]."""
+    low, high = max(MIN_SIDE, int(lo * side + 1e-9)), int(hi * side + 1e-9)
+    return [s for s in range(BLOCK, high + 1, BLOCK) if s >= low]
+
+
+def shift_pixels(shift: float, side: int) -> int:
+    return min(side - BLOCK, max(BLOCK, round(shift * side / BLOCK) * BLOCK))
+
+
 def check_example(task: InpaintTask, source: LoadedImage, example) -> None:
-    original = np.asarray(source.image)
+    region = aligned_box(*source.image.size)
+    assert example.label["region"] == list(region)
+    original = np.asarray(source.image.crop(region))
     height, width = original.shape[:2]
     assert len(example.images) == 5 and example.unchanged == ()
     holed, *candidates = (np.asarray(view) for view in example.images)
@@ -64,16 +77,17 @@ def check_example(task: InpaintTask, source: LoadedImage, example) -> None:
         assert np.array_equal(pasted(holed, candidate, box), original) == (letter == example.answer)
     # Each distractor is what its kind says.
     lo, hi = task.knobs.hole_min, task.knobs.hole_max
-    assert max(MIN_SIDE, int(lo * width + 1e-9)) <= hole_w <= int(hi * width + 1e-9)
-    assert max(MIN_SIDE, int(lo * height + 1e-9)) <= hole_h <= int(hi * height + 1e-9)
+    assert hole_w in hole_sides(width, lo, hi) and hole_h in hole_sides(height, lo, hi)
+    assert left % BLOCK == 0 and top % BLOCK == 0  # on the block grid, like every candidate box below
     true_patch = original[top:bottom, left:right]
     step = {
-        "shifted": (shift_step(task.knobs.shift, hole_w), shift_step(task.knobs.shift, hole_h)),
+        "shifted": (shift_pixels(task.knobs.shift, hole_w), shift_pixels(task.knobs.shift, hole_h)),
         "neighbour": (hole_w, hole_h),
     }
     for kind, candidate, cbox in zip(label["candidates"], candidates, label["candidate_boxes"]):
         cl, ct, cr, cb = cbox
         assert 0 <= cl < cr <= width and 0 <= ct < cb <= height and (cr - cl, cb - ct) == (hole_w, hole_h)
+        assert cl % BLOCK == 0 and ct % BLOCK == 0
         if kind in ("true", "rotated"):
             assert cbox == box
         if kind == "rotated":
@@ -103,12 +117,10 @@ def test_the_answer_fills_the_hole_exactly_and_no_distractor_does(photos, advers
             try:
                 example = generate(task, source, 10 * i + seed)
             except SkipSample as skip:
-                width, height = source.image.size
+                _, _, width, height = aligned_box(*source.image.size)
                 assert skip.reason == "too_small", (source.key, skip)
-                assert (
-                    min(int(task.knobs.hole_max * width + 1e-9), int(task.knobs.hole_max * height + 1e-9))
-                    < MIN_SIDE
-                )
+                lo, hi = task.knobs.hole_min, task.knobs.hole_max
+                assert not hole_sides(width, lo, hi) or not hole_sides(height, lo, hi)
                 continue
             made += 1
             check_example(task, source, example)
@@ -126,7 +138,8 @@ def test_the_answer_fills_the_hole_exactly_and_no_distractor_does(photos, advers
 def test_fills_for_random_sizes_and_knobs(width, height, hole_max, shift, seed):
     task = get_task("inpaint", hole_min=hole_max / 2, hole_max=hole_max, shift=shift)
     source = noise(width, height, seed % 1000)
-    if int(hole_max * width + 1e-9) < MIN_SIDE or int(hole_max * height + 1e-9) < MIN_SIDE:
+    _, _, aligned_w, aligned_h = aligned_box(width, height)
+    if not hole_sides(aligned_w, hole_max / 2, hole_max) or not hole_sides(aligned_h, hole_max / 2, hole_max):
         with pytest.raises(SkipSample):
             generate(task, source, seed)
         return
@@ -215,11 +228,12 @@ def test_min_change_passes_over_directions_whose_patch_looks_alike():
 
 
 def test_too_small_images_are_skipped():
-    for size in ((93, 200), (200, 93)):  # 0.3 * 93 = 27.9: no 28 px hole side
+    # 111 px aligns to 96 and 0.3 * 96 = 28.8: no hole side of whole 16 px blocks (32) fits
+    for size in ((111, 200), (200, 111)):
         with pytest.raises(SkipSample) as info:
             generate(get_task("inpaint"), noise(*size), 0)
         assert info.value.reason == "too_small"
-    assert generate(get_task("inpaint"), noise(94, 94), 0).images[1].size == (28, 28)
+    assert generate(get_task("inpaint"), noise(112, 112), 0).images[1].size == (32, 32)
 
 
 # ---- distribution, prompt, determinism, knobs -------------------------------------------------------
@@ -228,7 +242,7 @@ def test_too_small_images_are_skipped():
 def test_letters_and_distractor_slots_are_uniform():
     scipy_stats = pytest.importorskip("scipy.stats")
     task = get_task("inpaint")
-    source = noise(120, 100)
+    source = noise(128, 112)
     table = Counter()
     letters = Counter()
     for seed in range(1200):

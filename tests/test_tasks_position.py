@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.block_grid import BLOCK
 
-from ssl4rl.images import SkipSample, decode_image
+from ssl4rl.images import LoadedImage, SkipSample, decode_image
 from ssl4rl.tasks import Plan, get_task
 from ssl4rl.tasks.position import QUADRANTS, crop_side_range, quadrant_box
 
@@ -24,6 +25,16 @@ def _make(task, loaded, seed: int, index: int = 0):
     return task.generate(
         loaded, np.random.default_rng([seed, index]), Plan(index=index, source=index), _no_load
     )
+
+
+def _unless_ambiguous(task, loaded, seed: int, index: int = 0):
+    """The example, or None where the crop is skipped as not unique (a photo's flat sky)."""
+    try:
+        return _make(task, loaded, seed, index)
+    except SkipSample as skip:
+        if skip.reason != "crop_not_unique":
+            raise
+        return None
 
 
 def _noise(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -41,6 +52,25 @@ def _occurrences(crop: np.ndarray, image: np.ndarray) -> list[tuple[int, int]]:
     ]
 
 
+def _elsewhere(image: np.ndarray, crop: np.ndarray, quadrant: str, min_change: float = 2.0) -> bool:
+    """Brute force, independent of the task: does `crop` look like (RMS < min_change, or equal) the picture
+    at some place not wholly inside `quadrant`?"""
+    h, w = crop.shape[:2]
+    q_left, q_top, q_right, q_bottom = quadrant_box(quadrant, image.shape[1], image.shape[0])
+    windows = np.lib.stride_tricks.sliding_window_view(image, (h, w, 3))[:, :, 0].astype(np.float64)
+    rms = np.sqrt(((windows - crop) ** 2).mean(axis=(2, 3, 4)))
+    ys, xs = np.indices(rms.shape)
+    inside = (xs >= q_left) & (xs + w <= q_right) & (ys >= q_top) & (ys + h <= q_bottom)
+    equal = (windows == crop).all(axis=(2, 3, 4))
+    return bool(((rms < min_change) | equal)[~inside].any())
+
+
+def _far_room(length: int, origin: int = 0) -> int:
+    """Room for a crop on the block grid in the far quadrant (it starts at length - length // 2)."""
+    start = length - length // 2
+    return length - (start + (origin - start) % BLOCK)
+
+
 def test_crop_is_the_source_at_its_box_inside_the_named_quadrant(photos, adversarial_images):
     task = get_task("position")
     made = 0
@@ -49,7 +79,10 @@ def test_crop_is_the_source_at_its_box_inside_the_named_quadrant(photos, adversa
             try:
                 example = _make(task, loaded, seed, i)
             except SkipSample as skip:
-                assert skip.reason == "too_small" and min(loaded.image.size) < 70
+                w, h = loaded.image.size
+                if skip.reason == "crop_not_unique":  # a flat sky: verified by the dedicated tests below
+                    continue
+                assert skip.reason == "too_small" and min(_far_room(w), _far_room(h)) < 28
                 continue
             made += 1
             full, crop = example.images
@@ -63,6 +96,8 @@ def test_crop_is_the_source_at_its_box_inside_the_named_quadrant(photos, adversa
                 box,
                 example.answer,
             )
+            # on the source's 16 px JPEG block grid, so the crop's block phase says nothing of the quadrant
+            assert left % BLOCK == 0 and top % BLOCK == 0
             # never across the centre line, also on odd sizes
             w, h = full.size
             assert right <= w // 2 or left >= w - w // 2
@@ -70,7 +105,7 @@ def test_crop_is_the_source_at_its_box_inside_the_named_quadrant(photos, adversa
     assert made >= 40
 
 
-@pytest.mark.parametrize("size", [(71, 71), (100, 75), (640, 57 * 2 + 1)])
+@pytest.mark.parametrize("size", [(128, 128), (100, 150), (640, 57 * 2 + 1)])
 def test_quadrants_are_corner_boxes_that_skip_the_middle_line_on_odd_sizes(size):
     w, h = size
     expected = {
@@ -80,19 +115,26 @@ def test_quadrants_are_corner_boxes_that_skip_the_middle_line_on_odd_sizes(size)
         "bottom-right": (w - w // 2, h - h // 2, w, h),
     }
     assert {q: quadrant_box(q, w, h) for q in QUADRANTS} == expected
-    # a full-quadrant crop (ratio 1) must be exactly that box, never one that reaches the middle line
+    # A full-quadrant crop (ratio 1) is the whole quadrant where the quadrants are whole 16 px blocks; else it
+    # is capped, for all four alike, at the room the far quadrant has from its first block-grid offset.
     task = get_task("position", min_ratio=1.0, max_ratio=1.0)
     loaded = decode_image(_noise(w, h))
+    crop_w, crop_h = min(w // 2, _far_room(w)), min(h // 2, _far_room(h))
     for seed in range(12):
         example = _make(task, loaded, seed)
-        assert tuple(example.label["box"]) == expected[example.answer]
+        left, top, right, bottom = example.label["box"]
+        q_left, q_top, q_right, q_bottom = expected[example.answer]
+        assert (right - left, bottom - top) == (crop_w, crop_h)
+        assert q_left <= left and right <= q_right and q_top <= top and bottom <= q_bottom
+        if w % 32 == 0 and h % 32 == 0:
+            assert tuple(example.label["box"]) == expected[example.answer]
 
 
 def test_crop_of_noise_is_found_exactly_once_at_its_box(adversarial_images):
     task = get_task("position")
     # adv9 is a gradient (repeating rows); the other usable adversarial images are noise
-    noise = [im for im in adversarial_images if min(im.image.size) >= 70 and im.key != "adv9"]
-    noise += [decode_image(_noise(w, h, seed=w)) for w, h in ((301, 211), (71, 640))]
+    noise = [im for im in adversarial_images if min(im.image.size) >= 96 and im.key != "adv9"]
+    noise += [decode_image(_noise(w, h, seed=w)) for w, h in ((301, 211), (96, 640))]
     assert len(noise) >= 4
     for i, loaded in enumerate(noise):
         for seed in range(3):
@@ -119,7 +161,9 @@ def test_crop_sides_stay_in_the_ratio_range(photos, min_ratio, max_ratio):
     for i, loaded in enumerate(photos):
         qw, qh = loaded.image.width // 2, loaded.image.height // 2
         for seed in range(6):
-            example = _make(task, loaded, seed, i)
+            example = _unless_ambiguous(task, loaded, seed, i)
+            if example is None:
+                continue
             left, top, right, bottom = example.label["box"]
             w, h = right - left, bottom - top
             # as released, both ends are whole pixels: int(ratio * side)
@@ -139,7 +183,8 @@ def test_crop_side_range_rounding_and_minimum():
     assert lo > hi
 
 
-@pytest.mark.parametrize("size,usable", [((69, 200), False), ((70, 70), True), ((200, 69), False)])
+# A 76 px side leaves its far quadrant (from 38) 28 px from the first block-grid offset (48); 75 px only 27.
+@pytest.mark.parametrize("size,usable", [((75, 200), False), ((76, 76), True), ((200, 75), False)])
 def test_quadrant_too_small_for_a_28px_crop_is_skipped(size, usable):
     task = get_task("position")
     loaded = decode_image(_noise(*size))
@@ -199,7 +244,9 @@ def test_augmented_crop_keeps_its_box_size_and_changes_appearance(photos):
     changed = 0
     for i, loaded in enumerate(photos[:4]):
         for seed in range(3):
-            a, b = _make(plain, loaded, seed, i), _make(augmented, loaded, seed, i)
+            a, b = _unless_ambiguous(plain, loaded, seed, i), _unless_ambiguous(augmented, loaded, seed, i)
+            if a is None or b is None:
+                continue
             left, top, right, bottom = b.label["box"]
             assert b.images[1].size == (right - left, bottom - top) and b.images[1].mode == "RGB"
             assert b.images[0] is loaded.image and b.unchanged == (0,)
@@ -271,3 +318,59 @@ def test_scoring_exact_answers(answer):
 def test_scoring_never_raises(response):
     result = get_task("position").score(response, "top-left")
     assert set(result) == {"score", "acc", "format", "pred"} and result["score"] in (0.0, 1.0)
+
+
+# ---- crops that could come from elsewhere are skipped ---------------------------------------------------
+
+
+def _textures() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(4)
+    noise = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    flat_top = noise.copy()
+    flat_top[:48] = (90, 140, 200)  # one sky across both top quadrants
+    faint_top = noise.copy()
+    faint_top[:48] = 120 + rng.integers(0, 2, (48, 128, 3))  # a sky with +-1 noise
+    tile = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    repeated = np.tile(tile, (4, 6, 1))  # a 24 px repeating texture, as tiles or a fence
+    return {"noise": noise, "flat_top": flat_top, "faint_top": faint_top, "repeated": repeated}
+
+
+@pytest.mark.parametrize("name", ["noise", "flat_top", "faint_top", "repeated"])
+@pytest.mark.parametrize("min_change", [0.0, 2.0])
+def test_a_crop_is_kept_exactly_when_it_appears_nowhere_outside_its_quadrant(name, min_change):
+    pixels = _textures()[name]
+    source = decode_image(Image.fromarray(pixels, "RGB"))
+    reference = decode_image(Image.fromarray(_textures()["noise"], "RGB"))  # same size, never ambiguous
+    task = get_task("position", min_change=min_change)
+    kept = skipped = 0
+    for seed in range(40):
+        # Every draw happens before pixels are compared: the noise image of the same size shows the box.
+        drawn = _make(task, reference, seed)
+        left, top, right, bottom = drawn.label["box"]
+        elsewhere = _elsewhere(pixels, pixels[top:bottom, left:right], drawn.answer, min_change)
+        try:
+            example = _make(task, source, seed)
+        except SkipSample as skip:
+            assert skip.reason == "crop_not_unique" and elsewhere, (seed, drawn.label)
+            skipped += 1
+            continue
+        assert example.label == drawn.label and not elsewhere, (seed, drawn.label)
+        kept += 1
+    expected_skips = {
+        "noise": (0, 0),
+        "flat_top": (20, 20),  # about half the draws are top crops, all of them flat
+        "faint_top": (0, 20),  # +-1 noise: pixel-different, but within min_change 2
+        "repeated": (40, 40),
+    }[name][min_change > 0]
+    assert abs(skipped - expected_skips) <= 8, (skipped, kept)
+    assert (skipped == 0) == (expected_skips == 0)
+
+
+def test_a_block_grid_origin_moves_the_crop_offsets():
+    # A source whose stored grid starts at (5, 9) (an EXIF-turned JPEG): crops start at 5 + 16k, 9 + 16k.
+    image = _noise(200, 180)
+    source = LoadedImage(image=image, key="turned", block_origin=(5, 9))
+    task = get_task("position")
+    for seed in range(20):
+        left, top, _, _ = _make(task, source, seed).label["box"]
+        assert (left - 5) % BLOCK == 0 and (top - 9) % BLOCK == 0

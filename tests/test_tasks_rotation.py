@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.block_grid import aligned_box
 
 from ssl4rl.images import MIN_SIDE, LoadedImage, SkipSample, decode_image, encode_image
 from ssl4rl.tasks import get_task
@@ -55,19 +56,25 @@ def test_right_angles_rotate_back_exactly_and_sizes_equal_exact_rotation(photos,
     assert task.answer_space() == ["0", "90", "180", "270"]
     seen = Counter()
     for source in photos + adversarial_images:
-        original = pixels(source.image)
+        box = aligned_box(*source.image.size)
+        original = pixels(source.image.crop(box))
+        h, w = original.shape[:2]
+        if min(w, h) < MIN_SIDE:
+            with pytest.raises(SkipSample):
+                generate(task, source, 0)
+            continue
         for seed in range(12):
             example = generate(task, source, seed)
             angle = int(example.answer)
             seen[angle] += 1
-            assert example.label == {"angle": angle}
-            assert example.unchanged == (0,)
+            assert example.label == {"angle": angle, "region": list(box)}
+            # the first view passes through as the source's own bytes only when nothing was cut from it
+            assert example.unchanged == ((0,) if box == (0, 0, *source.image.size) else ())
             assert np.array_equal(pixels(example.images[0]), original)
             view = pixels(example.images[1])
             # np.rot90 with k > 0 turns counter-clockwise: an independent reference for the transpose.
             assert np.array_equal(view, np.rot90(original, k=angle // 90))
             assert np.array_equal(np.rot90(view, k=-(angle // 90)), original)
-            w, h = source.image.size
             assert example.images[1].size == ((h, w) if angle in (90, 270) else (w, h))
     assert set(seen) == {0, 90, 180, 270}
 
@@ -77,9 +84,40 @@ def test_right_angles_rotate_back_exactly_and_sizes_equal_exact_rotation(photos,
 def test_right_angle_sizes_never_leak_for_any_size(width, height, seed):
     noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     source = decode_image(Image.fromarray(noise, "RGB"))
+    left, top, right, bottom = aligned_box(width, height)
+    if min(right - left, bottom - top) < MIN_SIDE:
+        with pytest.raises(SkipSample):
+            generate(get_task("rotation"), source, seed)
+        return
     example = generate(get_task("rotation"), source, seed)
     angle = example.label["angle"]
-    assert np.array_equal(pixels(example.images[1]), np.rot90(noise, k=angle // 90))
+    assert np.array_equal(pixels(example.images[1]), np.rot90(noise[top:bottom, left:right], k=angle // 90))
+
+
+@pytest.mark.parametrize("granularity", [90, 45])
+def test_square_views_hide_the_angle_from_the_shape(photos, granularity):
+    # As released (square=False) a landscape photo's 90/270 views are portrait; square=True cuts the centred
+    # square of whole 16 px blocks first, so every right-angle view (both of them) has one size.
+    task = get_task("rotation", granularity=granularity, square=True)
+    for source in small_photos(photos):
+        _, _, width, height = aligned_box(*source.image.size)
+        side = min(width, height)
+        left, top = (width - side) // 2 // 16 * 16, (height - side) // 2 // 16 * 16
+        square = source.image.crop((left, top, left + side, top + side))
+        sizes = set()
+        for seed in range(8):
+            example = generate(task, source, seed)
+            angle = example.label["angle"]
+            assert example.label["region"] == [left, top, left + side, top + side]
+            assert np.array_equal(pixels(example.images[0]), pixels(square))
+            if angle % 90 == 0:
+                assert np.array_equal(pixels(example.images[1]), np.rot90(pixels(square), k=angle // 90))
+                sizes.add(example.images[1].size)
+        assert sizes <= {(side, side)}
+    released = get_task("rotation")
+    landscape = small_photos(photos)[1]  # 320 x 212
+    shapes = {generate(released, landscape, seed).images[1].size for seed in range(12)}
+    assert len(shapes) == 2  # the shape tells 0/180 from 90/270 as released
 
 
 # ---- other angles: rotate-then-crop, no background, maximal ------------------------------------------
@@ -138,11 +176,12 @@ def test_oblique_views_are_rotated_crops_without_background(photos, granularity,
         assert obliques, source.key
         for _, example in obliques[:2]:
             angle, view = example.label["angle"], example.images[1]
-            expected_size = task.crop_sizes(*source.image.size)[angle]
+            aligned = source.image.crop(aligned_box(*source.image.size))
+            expected_size = task.crop_sizes(*aligned.size)[angle]
             assert view.size == expected_size
-            assert np.array_equal(pixels(view), pixels(rotate_crop(source.image, angle, expected_size)))
-            correct = centred_psnr(source.image, view, angle)
-            wrong = centred_psnr(source.image, view, angle + granularity // 3)
+            assert np.array_equal(pixels(view), pixels(rotate_crop(aligned, angle, expected_size)))
+            correct = centred_psnr(aligned, view, angle)
+            wrong = centred_psnr(aligned, view, angle + granularity // 3)
             assert correct > 30.0 and correct > wrong + 8.0, (source.key, angle, correct, wrong)
             psnrs.append(correct)
         # The same draw on a constant image of that size shows none of the (black) fill colour.
@@ -176,14 +215,19 @@ def test_common_crop_hides_the_angle_that_largest_crop_reveals():
 
 
 def test_skip_decision_does_not_depend_on_the_drawn_angle(adversarial_images):
-    thin = next(s for s in adversarial_images if s.image.size == (640, 28))
-    tiny = next(s for s in adversarial_images if s.image.size == (28, 28))
+    # 28 px is one whole 16 px block: too thin for any view at all
+    for size in ((640, 28), (28, 28)):
+        source = next(s for s in adversarial_images if s.image.size == size)
+        with pytest.raises(SkipSample) as info:
+            generate(get_task("rotation"), source, 0)
+        assert info.value.reason == "too_small"
+    thin, tiny = solid(640, 33), solid(32, 32)
     for source in (thin, tiny):
         for seed in range(8):
             assert generate(get_task("rotation"), source, seed).images[1].size in (
-                (640, 28),
-                (28, 640),
-                (28, 28),
+                (640, 32),
+                (32, 640),
+                (32, 32),
             )
             with pytest.raises(SkipSample) as info:
                 generate(get_task("rotation", granularity=45), source, seed)
@@ -196,7 +240,7 @@ def test_skip_decision_does_not_depend_on_the_drawn_angle(adversarial_images):
 def test_angles_are_uniform(granularity):
     scipy_stats = pytest.importorskip("scipy.stats")
     task = get_task("rotation", granularity=granularity)
-    source = decode_image(Image.fromarray(np.full((40, 48, 3), 128, np.uint8), "RGB"))
+    source = decode_image(Image.fromarray(np.full((64, 48, 3), 128, np.uint8), "RGB"))
     draws = 150 * len(task.angles)
     counts = Counter(generate(task, source, seed).answer for seed in range(draws))
     assert set(counts) == set(task.answer_space())
@@ -234,7 +278,14 @@ def test_same_seed_gives_identical_bytes(photos, granularity):
 
 
 def test_knobs_are_validated_and_normalized():
-    assert get_task("rotation", granularity="45").knob_dict() == {"granularity": 45, "crop": "common"}
+    assert get_task("rotation", granularity="45").knob_dict() == {
+        "granularity": 45,
+        "crop": "common",
+        "square": False,
+    }
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError):
+            get_task("rotation", square=bad)
     for bad in (0, 360, 7, -90, 720, "abc", True, 22.5):
         with pytest.raises(ValueError):
             get_task("rotation", granularity=bad)

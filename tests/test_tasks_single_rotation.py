@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from support.block_grid import BLOCK, aligned_box
 
 from ssl4rl.images import MIN_SIDE, LoadedImage, SkipSample, decode_image, encode_image
 from ssl4rl.tasks import get_task, task_for_data_source
 from ssl4rl.tasks.base import IMAGE_PLACEHOLDER, Plan
 from ssl4rl.tasks.rotation import RotationTask, rotate_crop
-from ssl4rl.tasks.single_rotation import SingleRotationTask, centre_square_box
+from ssl4rl.tasks.single_rotation import SingleRotationTask
 
 PLAN = Plan(index=0, source=0)
 
@@ -33,12 +34,19 @@ def noise(width: int, height: int, seed: int = 0) -> LoadedImage:
     return decode_image(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB"))
 
 
-def centre_square(pixels: np.ndarray) -> np.ndarray:
-    """Independent reference for the square cut: the centred min(H, W) square, extra pixel right/bottom."""
-    height, width = pixels.shape[:2]
+def square_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """Independent reference for the square cut: inside the box of whole 16 px blocks, the centred square
+    of whole blocks, its offset rounded down to whole blocks (the extra pixels right/bottom)."""
+    _, _, width, height = aligned_box(width, height)
     side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return pixels[top : top + side, left : left + side]
+    left, top = (width - side) // 2 // BLOCK * BLOCK, (height - side) // 2 // BLOCK * BLOCK
+    return left, top, left + side, top + side
+
+
+def region(pixels: np.ndarray, square: bool = True) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = square_box(width, height) if square else aligned_box(width, height)
+    return pixels[top:bottom, left:right]
 
 
 # ---- right angles: exact and size-blind --------------------------------------------------------------
@@ -51,7 +59,12 @@ def test_rotating_back_by_the_answer_restores_the_source_exactly(photos, adversa
     seen = Counter()
     for source in photos + adversarial_images:
         original = np.asarray(source.image)
-        reference = centre_square(original) if square else original
+        reference = region(original, square)
+        height, width = original.shape[:2]
+        if min(reference.shape[:2]) < MIN_SIDE:
+            with pytest.raises(SkipSample):
+                generate(task, source, 0)
+            continue
         sizes = set()
         for seed in range(8):
             example = generate(task, source, seed)
@@ -64,11 +77,8 @@ def test_rotating_back_by_the_answer_restores_the_source_exactly(photos, adversa
             for other in (0, 90, 180, 270):
                 if other != angle:
                     assert not np.array_equal(np.rot90(view, k=-(other // 90)), reference)
-            expected_label = {"angle": angle}
-            if square:
-                height, width = original.shape[:2]
-                expected_label["square"] = list(centre_square_box(width, height))
-            assert example.label == expected_label
+            box = square_box(width, height) if square else aligned_box(width, height)
+            assert example.label == {"angle": angle, "region": list(box)}
             sizes.add(example.images[0].size)
         if square:  # the view's shape never depends on the angle
             assert len(sizes) == 1
@@ -76,14 +86,19 @@ def test_rotating_back_by_the_answer_restores_the_source_exactly(photos, adversa
 
 
 @settings(max_examples=40, deadline=None)
-@given(width=st.integers(MIN_SIDE, 90), height=st.integers(MIN_SIDE, 90), seed=st.integers(0, 2**32 - 1))
+@given(width=st.integers(MIN_SIDE, 130), height=st.integers(MIN_SIDE, 130), seed=st.integers(0, 2**32 - 1))
 def test_square_views_for_any_size(width, height, seed):
     pixels = np.asarray(noise(width, height, seed % 1000).image)
-    example = generate(get_task("single_rotation"), decode_image(Image.fromarray(pixels, "RGB")), seed)
+    source = decode_image(Image.fromarray(pixels, "RGB"))
+    side = min(width, height) // BLOCK * BLOCK
+    if side < MIN_SIDE:
+        with pytest.raises(SkipSample):
+            generate(get_task("single_rotation"), source, seed)
+        return
+    example = generate(get_task("single_rotation"), source, seed)
     angle = example.label["angle"]
-    side = min(width, height)
     assert example.images[0].size == (side, side)
-    assert np.array_equal(np.asarray(example.images[0]), np.rot90(centre_square(pixels), k=angle // 90))
+    assert np.array_equal(np.asarray(example.images[0]), np.rot90(region(pixels), k=angle // 90))
 
 
 def test_views_equal_the_second_view_of_rotation_on_the_same_draw(photos):
@@ -101,7 +116,7 @@ def test_angle_zero_view_is_a_copy_never_passed_through_as_the_source(photos):
     task = get_task("single_rotation", square=False)
     zero = next(e for e in (generate(task, photos[0], s) for s in range(40)) if e.answer == "0")
     assert zero.unchanged == () and zero.images[0] is not photos[0].image
-    assert np.array_equal(np.asarray(zero.images[0]), np.asarray(photos[0].image))
+    assert np.array_equal(np.asarray(zero.images[0]), region(np.asarray(photos[0].image), square=False))
 
 
 # ---- other angles ------------------------------------------------------------------------------------
@@ -114,7 +129,7 @@ def test_oblique_views_are_rotation_crops_of_the_square(photos, granularity):
         small = source.image.copy()
         small.thumbnail((200, 200))
         source = decode_image(small)
-        square = source.image.crop(centre_square_box(*source.image.size))
+        square = source.image.crop(square_box(*source.image.size))
         crops = task.crop_sizes(*square.size)
         oblique = 0
         for seed in range(10):
@@ -131,8 +146,14 @@ def test_oblique_views_are_rotation_crops_of_the_square(photos, granularity):
 
 
 def test_too_small_sources_are_skipped(adversarial_images):
+    # 28 px aligns to one 16 px block: too thin for any view
     thin = next(s for s in adversarial_images if s.image.size == (640, 28))
-    assert generate(get_task("single_rotation"), thin, 0).images[0].size == (28, 28)
+    for task in (get_task("single_rotation"), get_task("single_rotation", granularity=45)):
+        with pytest.raises(SkipSample) as info:
+            generate(task, thin, 0)
+        assert info.value.reason == "too_small"
+    thin = decode_image(Image.new("RGB", (640, 32)))
+    assert generate(get_task("single_rotation"), thin, 0).images[0].size == (32, 32)
     for seed in range(4):
         with pytest.raises(SkipSample) as info:
             generate(get_task("single_rotation", granularity=45), thin, seed)
@@ -148,7 +169,7 @@ def test_too_small_sources_are_skipped(adversarial_images):
 def test_angles_are_uniform(granularity):
     scipy_stats = pytest.importorskip("scipy.stats")
     task = get_task("single_rotation", granularity=granularity)
-    source = noise(48, 40)
+    source = noise(64, 48)
     space = task.answer_space()
     counts = Counter(generate(task, source, seed).answer for seed in range(150 * len(space)))
     assert set(counts) == set(space)
@@ -192,7 +213,7 @@ def test_knobs_are_validated_and_dispatch_is_separate_from_rotation():
     assert task_for_data_source("ssl4rl/single_rotation") is SingleRotationTask
     assert task_for_data_source("ssl4rl/rotation") is RotationTask
     assert task_for_data_source("RotationQA") is RotationTask
-    assert get_task("rotation").knob_dict() == {"granularity": 90, "crop": "common"}
+    assert get_task("rotation").knob_dict() == {"granularity": 90, "crop": "common", "square": False}
 
 
 def test_scoring_is_exact_match():

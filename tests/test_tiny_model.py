@@ -119,3 +119,19 @@ def test_reply_prior_shows_its_progress_and_the_help_gives_its_real_duration(tmp
         main(["tiny-model", "-h"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "15-60 s" in help_text and "a few seconds" not in help_text
+
+
+def assert_usual_permissions(directory) -> None:
+    """What mkdir/open give under the process umask: a model on a shared cluster is readable by others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(directory).st_mode & 0o777 == 0o777 & ~umask
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o777 & ~umask, name
+        for name in files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_written_model_has_the_usual_permissions(tiny_dir):
+    assert_usual_permissions(tiny_dir)

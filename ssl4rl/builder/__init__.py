@@ -130,6 +130,7 @@ def run_shards(config: BuildConfig, factory: SampleFactory, plans) -> dict[int, 
                         merged.skip_examples.setdefault(reason, detail)
                     merged.overlong_without_budget += result.overlong_without_budget
                     merged.downscaled += result.downscaled
+                    merged.task_counts.update(result.task_counts)
                     answers.update(row["answer"] for row in result.rows)
                     bar.update(len(result.rows) + sum(result.skipped.values()))
             except BaseException:
@@ -144,6 +145,7 @@ def run_shards(config: BuildConfig, factory: SampleFactory, plans) -> dict[int, 
                 "answers": dict(answers),
                 "overlong_without_budget": merged.overlong_without_budget,
                 "downscaled": merged.downscaled,
+                "task_counts": dict(merged.task_counts),
             }
             # Stats first, then the shard: a shard file is only trusted on resume if its stats exist.
             write_json(stats_path(config.out, config.split, shard), shard_stats)
@@ -209,9 +211,11 @@ def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: d
     skipped = Counter(factory.source.skipped_at_open)
     answers: Counter = Counter()
     skip_examples: dict[str, str] = {}
+    task_counts: Counter = Counter()
     for shard_stats in every:
         skipped.update(shard_stats["skipped"])
         answers.update(shard_stats["answers"])
+        task_counts.update(shard_stats.get("task_counts", {}))  # absent from shards of older builds
         for reason, detail in shard_stats["skip_examples"].items():
             skip_examples.setdefault(reason, detail)
     written = sum(s["written"] for s in every)
@@ -224,7 +228,7 @@ def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: d
         "split": config.split,
         "seed": config.seed,
         "config": _jsonable(config.identity() | {"workers": config.workers, "shard": list(config.shard)}),
-        "versions": package_versions("numpy", "pillow", "pyarrow", "albumentations", "datasets"),
+        "versions": package_versions("numpy", "pillow", "pyarrow", "albumentations", "datasets", "imagehash"),
         "counts": {
             "source_items": n_sources,
             "planned": sum(s["planned"] for s in every),
@@ -238,6 +242,7 @@ def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: d
         "skipped": dict(sorted(skipped.items())),
         "skip_examples": skip_examples,
         "answers": dict(sorted(answers.items())),
+        "task_counts": dict(sorted(task_counts.items())),
         "complete": complete,
         "seconds": round(seconds, 2),
     }

@@ -29,6 +29,7 @@ class ChunkResult:
     skip_examples: dict[str, str] = field(default_factory=dict)  # reason -> first detail seen
     overlong_without_budget: int = 0  # samples verl's overlong filter would have dropped unscaled
     downscaled: int = 0
+    task_counts: Counter = field(default_factory=Counter)  # the written samples' Example.counts, summed
 
 
 class SampleFactory:
@@ -58,8 +59,19 @@ class SampleFactory:
                 result.rows.append(self.build_row(plan, result))
             except SkipSample as skip:
                 result.skipped[skip.reason] += 1
-                result.skip_examples.setdefault(skip.reason, f"sample {plan.index}: {skip.detail}"[:300])
+                where = self.source_name(plan.source)
+                result.skip_examples.setdefault(
+                    skip.reason, f"{where} (sample {plan.index}): {skip.detail}"[:300]
+                )
         return result
+
+    def source_name(self, index: int) -> str:
+        """The source item's key (a file's relative path, a TSV index) for messages; its index if the key
+        itself cannot be read."""
+        try:
+            return str(self.source.key(index))
+        except Exception:  # noqa: BLE001 - a message must not fail the build
+            return f"item {index}"
 
     def build_row(self, plan: Plan, result: ChunkResult) -> dict[str, Any]:
         rng = np.random.default_rng(self.config.sample_seed(plan.index))
@@ -92,6 +104,7 @@ class SampleFactory:
             else:
                 encoded.append(self.encode_view(view))
         partner_keys = [self.source.key(i) for i in example.sources]
+        result.task_counts.update(example.counts)  # past every skip: only written samples count
         return {
             "images": [{"bytes": data, "path": None} for data in encoded],
             "query": query,

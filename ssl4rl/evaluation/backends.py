@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import UserError, require
+from ..model_reference import check_model_reference
 
 IMAGE_PLACEHOLDER = "<image>"  # same marker as ssl4rl.tasks.base (the verl data contract)
 BACKENDS = ("auto", "vllm", "transformers")
@@ -329,6 +330,7 @@ def make_generator(
 ) -> Generator:
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    model_path = check_model_reference(model_path)  # a mistyped path fails at once, not after hub retries
     if backend == "auto":
         backend = "vllm" if vllm_usable() else "transformers"
     if backend == "vllm":

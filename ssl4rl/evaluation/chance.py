@@ -45,7 +45,8 @@ def chance_levels(data: str, reward_options: dict[str, Any]) -> dict[str, dict[s
         for row in rows:
             truth = ground_truth(row["reward_model"])
             for answer in space:
-                reply = f"{THINK_OPEN} {THINK_CLOSE} {ANSWER_OPEN} {answer} {ANSWER_CLOSE}"
+                # format credit needs some reasoning: a guess with one word of it earns all of it
+                reply = f"{THINK_OPEN} guess {THINK_CLOSE} {ANSWER_OPEN} {answer} {ANSWER_CLOSE}"
                 scores = compute_score(row["data_source"], reply, truth, row["extra_info"], **reward_options)
                 reward[answer] += scores["score"] / len(rows)
                 acc[answer] += scores["acc"] / len(rows)

@@ -37,6 +37,11 @@ _PARENTHESISED = re.compile(r"\(" + _LETTER + r"\)")
 # a capital letter standing alone as a word (not part of "AB", "I'm", "A4", "U.S.")
 _STANDALONE = re.compile(r"(?<![A-Za-z0-9'\.\-])" + _LETTER + r"(?![A-Za-z0-9'\-]|\.[A-Za-z])")
 _ARTICLE_AFTER = re.compile(r"\s+[a-z]")
+# "A or C", "B and D", "A/C", "(A) or (C)": two options offered as alternatives name no single choice
+_ALTERNATIVE = re.compile(
+    r"(?<![A-Za-z0-9'])[\*\"'\[(]*([A-Z])[\*\"'\])\.]*\s*(?:\bor\b|\band\b|/|&)\s*(?:option\s+)?[\*\"'\[(]*([A-Z])(?![A-Za-z0-9'])"
+)
+_CONJUNCTION_AFTER = re.compile(r"\s+(?:or|and|nor)\b")
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
@@ -45,7 +50,8 @@ class Extraction:
     """The letter a response picks (None when it picks none or several) and the rule that decided."""
 
     letter: str | None
-    # answer_tag | bare | leading | boxed | explicit | parenthesised | option_text | standalone | none | truncated
+    # answer_tag | bare | leading | boxed | explicit | parenthesised | option_text | standalone | none |
+    # truncated | ambiguous (two options offered as alternatives: "A or C")
     method: str
 
 
@@ -61,6 +67,8 @@ def extract_choice(response: object, options: Mapping[str, str]) -> Extraction:
         if start >= 0 and response.find(ANSWER_CLOSE, start) < 0:
             tagged = response[start + len(ANSWER_OPEN) :].strip()
     if tagged:
+        if _offers_alternatives(tagged, letters):
+            return Extraction(None, "ambiguous")  # the final answer itself names two options
         letter, _ = _from_text(tagged, options, letters)
         if letter is not None:
             return Extraction(letter, "answer_tag")
@@ -69,28 +77,26 @@ def extract_choice(response: object, options: Mapping[str, str]) -> Extraction:
         letter, method = _from_text(response, options, letters, weak=False)
         return Extraction(letter, method if letter is not None else "truncated")
     body = _final_part(response)
+    if _offers_alternatives(body, letters) and not _states_a_choice(body, letters):
+        return Extraction(None, "ambiguous")  # "Either A or C", "A/C" with no explicit choice
     letter, method = _from_text(body, options, letters)
     if letter is None and body is not response:
         letter, method = _from_text(response, options, letters, weak=False)
-    return Extraction(letter, method if letter is not None else "none")
+    return Extraction(letter, method if letter is not None or method == "ambiguous" else "none")
 
 
-def strip_answer_tags(response: object, options: Mapping[str, str] | None = None) -> str:
-    """A response reduced to what answer matchers that ignore our tags expect.
+# What the VLMEvalKit hand-off writes for a reply that names no option. VLMEvalKit's matcher reads a lone
+# "Z" as its own "no answer" choice (can_infer_option), which never equals an answer letter, and its
+# MME-RealWorld scorer finds no A-E in it; option letters here stop at J.
+NO_ANSWER = "Z"
 
-    With `options`, the extracted letter when there is one; otherwise the content of the answer block,
-    or the text after the reasoning. Used to hand predictions to VLMEvalKit's matcher.
-    """
-    if not isinstance(response, str):
-        return ""
-    if options:
-        letter = extract_choice(response, options).letter
-        if letter is not None:
-            return letter
-    tagged = extract_answer(response)
-    if tagged is not None:
-        return tagged
-    return _final_part(response).strip()
+
+def handoff_prediction(response: object, options: Mapping[str, str]) -> str:
+    """A reply reduced to what VLMEvalKit's exact matcher reads exactly as ssl4rl does: the extracted
+    letter, or `NO_ANSWER`. Raw text is never passed on: its matcher would find letters in replies
+    ssl4rl counts as unanswered ("The answer is b.", "nan") and the two tables would differ."""
+    letter = extract_choice(response, options).letter
+    return letter if letter is not None else NO_ANSWER
 
 
 def _final_part(response: str) -> str:
@@ -118,9 +124,12 @@ def _from_text(
     found = _last_in(_BOXED.finditer(text), letters)
     if found:
         return found, "boxed"
-    found = _last_in(_EXPLICIT.finditer(text), letters, uppercase_only=True)
-    if found:
-        return found, "explicit"
+    explicit = [m for m in _EXPLICIT.finditer(text) if m.group(1).isupper() and m.group(1) in letters]
+    if explicit:
+        last = explicit[-1]
+        if _alternative_follows(text, last, letters):
+            return None, "ambiguous"  # "the answer is A or C"
+        return last.group(1), "explicit"
     if not weak:
         # text full of reasoning: mentions of options are not choices
         return None, "none"
@@ -136,6 +145,24 @@ def _from_text(
     if len(candidates) == 1:
         return candidates.pop(), "standalone"
     return None, "none"
+
+
+def _states_a_choice(text: str, letters: frozenset[str]) -> bool:
+    return any(m.group(1) in letters for m in _EXPLICIT.finditer(text) if m.group(1).isupper())
+
+
+def _offers_alternatives(text: str, letters: frozenset[str]) -> bool:
+    return any(
+        m.group(1) in letters and m.group(2) in letters and m.group(1) != m.group(2)
+        for m in _ALTERNATIVE.finditer(text)
+    )
+
+
+def _alternative_follows(text: str, match: re.Match, letters: frozenset[str]) -> bool:
+    """The letter `match` chose is the first of two alternatives ("answer is A or C")."""
+    start = match.start(1)
+    following = _ALTERNATIVE.match(text, start)
+    return bool(following and following.group(2) in letters and following.group(2) != match.group(1))
 
 
 def _last_in(matches, letters: frozenset[str], uppercase_only: bool = False) -> str | None:
@@ -162,6 +189,8 @@ def _is_article(text: str, match: re.Match) -> bool:
     letter = match.group(1)
     if letter not in ("A", "I") or not _ARTICLE_AFTER.match(text, match.end()):
         return False
+    if _CONJUNCTION_AFTER.match(text, match.end()):
+        return False  # "A or C": a letter offered as an alternative, not the article
     if letter == "I":
         return True
     before = text[: match.start()].rstrip(" \t*\"'")

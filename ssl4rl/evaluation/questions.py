@@ -48,6 +48,14 @@ _MAX_IMAGE_COLUMNS = 16
 _LABEL_PREFIX = re.compile(r"^\s*\(?([A-J])[\)\.:]\s*")
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[\.\):]\s+(.*\S)\s*$")
 _ANSWER_LETTER = re.compile(r"^\s*\(?([A-J])\)?\.?\s*$")
+# Cells pandas reads as missing by default (`pd.read_csv` / `pd.read_excel` na_values). VLMEvalKit reads
+# its TSV and prediction files with those defaults, so an option cell `N/A` is no option there: it is not
+# shown to the model and cannot be matched. ssl4rl reads cells as text and applies the same rule to
+# option and hint cells, so both tools see the same options (tests check the list against pandas).
+NA_STRINGS = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+     "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)  # fmt: skip
 
 
 @dataclass
@@ -133,16 +141,27 @@ def rows_to_questions(rows: list[dict[str, Any]], columns: list[str], layout: st
             question.key = f"{question.key}#{number}"
             question.group = question.key
         questions.append(question)
-    _keep_only_real_rotations(questions)
+    questions = _settle_rotations(questions, skipped)
     return LoadResult(questions=questions, skipped=skipped, layout=layout, columns=columns)
 
 
-def _keep_only_real_rotations(questions: list[MCQuestion]) -> None:
-    """An index >= 1e6 is a rotation only when its original (index % 1e6) is in the file too."""
+def _settle_rotations(questions: list[MCQuestion], skipped: Counter) -> list[MCQuestion]:
+    """Index k * 1e6 + i is a rotation of question i only in a file that holds originals of its copies.
+
+    In such a (circular) file a copy whose original is missing is dropped and counted, as VLMEvalKit's
+    circular scoring drops it (it builds groups from the originals only). In a file where no row >= 1e6
+    has an original, those indexes are ordinary ids and every row is its own question.
+    """
     originals = {q.key for q in questions if q.rotation == 0}
-    for q in questions:
-        if q.rotation > 0 and q.group not in originals:
-            q.group, q.rotation = q.key, 0
+    if not any(q.rotation > 0 and q.group in originals for q in questions):
+        for q in questions:
+            if q.rotation > 0:
+                q.group, q.rotation = q.key, 0
+        return questions
+    kept = [q for q in questions if q.rotation == 0 or q.group in originals]
+    if len(kept) < len(questions):
+        skipped["orphan_circular_copy"] += len(questions) - len(kept)
+    return kept
 
 
 def _benchmark_files(path: str, split: str | None) -> list[str]:
@@ -245,12 +264,15 @@ def row_index(row: dict[str, Any], number: int) -> int | str:
 def _to_question(row: dict[str, Any], number: int, images_by_index: dict[str, Any]) -> MCQuestion:
     index = row_index(row, number)
     question_text = _text(row.get("question"))
-    options, question_text = _options(row, question_text)
-    if len(options) < 2:
+    options, question_text, letter_columns = _options(row, question_text)
+    # A file with letter columns is scored as VLMEvalKit scores it: every row with a letter answer is a
+    # question, even when `N/A` cells leave it fewer than two options or none for the answer (then nobody
+    # can answer it right, and it still counts). Other layouts need two options to be a question.
+    if len(options) < 2 and not letter_columns:
         raise _Skip("no_options")
     if not _text(row.get("answer")):
         raise _Skip("no_answer")  # e.g. MMBench's test split: nothing to score against
-    answer = _answer_letter(row.get("answer"), options)
+    answer = _answer_letter(row.get("answer"), options, letter_columns)
     if answer is None:
         raise _Skip("answer_not_an_option")
     category = _text(_first(row, _CATEGORY_COLUMNS))
@@ -263,7 +285,7 @@ def _to_question(row: dict[str, Any], number: int, images_by_index: dict[str, An
         question=question_text,
         options=options,
         answer=answer,
-        hint=_text(row.get("hint")),
+        hint=_cell_text(row.get("hint")),
         category=category,
         l2_category=l2,
         image_refs=_image_refs(row, images_by_index),
@@ -273,15 +295,25 @@ def _to_question(row: dict[str, Any], number: int, images_by_index: dict[str, An
     )
 
 
-def _options(row: dict[str, Any], question: str) -> tuple[dict[str, str], str]:
-    letter_columns = {letter: _text(row.get(letter)) for letter in LETTERS if letter in row}
-    options = {letter: text for letter, text in letter_columns.items() if text}
-    if options:
-        return options, question
+def _cell_text(value: Any) -> str:
+    """An option or hint cell as VLMEvalKit sees it: "" for what pandas reads as missing (`N/A`, `null`...)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str) and value in NA_STRINGS:
+        return ""
+    return str(value).strip()
+
+
+def _options(row: dict[str, Any], question: str) -> tuple[dict[str, str], str, bool]:
+    """(letter -> option text, question stem, whether the row has VLMEvalKit's letter columns)."""
+    present = [letter for letter in LETTERS if letter in row]
+    if present:
+        cells = {letter: _cell_text(row.get(letter)) for letter in present}
+        return {letter: text for letter, text in cells.items() if text}, question, True
     choice_columns = {letter: _text(row.get(f"choice_{letter.lower()}")) for letter in LETTERS}
     options = {letter: text for letter, text in choice_columns.items() if text}
     if options:
-        return options, question
+        return options, question, False
     listed = _first(row, _OPTION_LIST_COLUMNS)
     if listed is not None:
         items = _as_list(listed)
@@ -293,8 +325,9 @@ def _options(row: dict[str, Any], question: str) -> tuple[dict[str, str], str]:
                 text = text[labelled.end() :].strip()
             options[letter] = text
         if options:
-            return options, question
-    return _options_in_question(question)
+            return options, question, False
+    options, stem = _options_in_question(question)
+    return options, stem, False
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -368,13 +401,13 @@ def _strip_options_heading(stem: str) -> str:
     return "\n".join(lines).strip()
 
 
-def _answer_letter(value: Any, options: dict[str, str]) -> str | None:
+def _answer_letter(value: Any, options: dict[str, str], letter_columns: bool = False) -> str | None:
     text = _text(value)
     if not text:
         return None
     match = _ANSWER_LETTER.match(text)
-    if match and match.group(1) in options:
-        return match.group(1)
+    if match and (match.group(1) in options or letter_columns):
+        return match.group(1)  # with letter columns, also a letter whose cell is empty (unanswerable)
     lowered = text.lower()
     for letter, option in options.items():
         if option.strip().lower() == lowered:
@@ -482,7 +515,8 @@ def add_rotations(questions: list[MCQuestion]) -> list[MCQuestion]:
         n = len(letters)
         for k in range(1, n):
             rotated = {letters[i]: texts[(i + k) % n] for i in range(n)}
-            answer = letters[(letters.index(q.answer) - k) % n]
+            # an answer whose option cell is empty stays unanswerable in every rotation
+            answer = letters[(letters.index(q.answer) - k) % n] if q.answer in letters else q.answer
             if isinstance(q.index, int) and q.index < CIRCULAR_STRIDE:
                 index: int | str = q.index + k * CIRCULAR_STRIDE
             else:

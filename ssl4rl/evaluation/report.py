@@ -3,6 +3,11 @@
 Circular evaluation (MMBench): a question counts as right only when every option rotation of it is
 answered correctly; a question with a rotation not yet answered or skipped is left out and counted.
 The first-pass ("vanilla") accuracy over the unrotated rows is reported beside it.
+
+Every number is a percentage except counts (n). Beside accuracy each report carries what separates a
+format gain from a visual one: the format compliance (share of replies from which an option letter
+could be read) and the accuracy among compliant questions (those whose every reply could be read), plus
+the 95 % Wilson interval of each accuracy and the per-question verdicts `ssl4rl compare` pairs runs on.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 from ..fileio import atomic_path, write_json
 from .benchmarks import Benchmark
 from .questions import MCQuestion
+from .stats import wilson
 
 REPORT_FILES = ("report.md", "report.csv", "report.json")
+PER_QUESTION_FIELDS = ("group", "column", "correct", "compliant")
 
 
 def score_questions(
@@ -34,12 +41,15 @@ def score_questions(
     correct: Counter = Counter()
     total: Counter = Counter()
     first_correct: Counter = Counter()
-    first_total: Counter = Counter()
+    replies: Counter = Counter()
+    parsed: Counter = Counter()
+    compliant: Counter = Counter()
+    compliant_correct: Counter = Counter()
     excluded: Counter = Counter()
     methods: Counter = Counter()
-    unparsed = 0
-    rows_scored = 0
-    for rows in groups.values():
+    unanswerable = 0
+    per_question = []
+    for group, rows in groups.items():
         head = next((q for q in rows if q.rotation == 0), rows[0])
         column = benchmark.column_for(getattr(head, benchmark.group_by) or head.category)
         records = [predictions.get(q.key) for q in rows]
@@ -50,89 +60,134 @@ def score_questions(
         if skips:
             excluded[skips[0]] += 1
             continue
-        rows_scored += len(rows)
+        right = all(r.get("correct") for r in records)
+        all_parsed = all(r.get("pred") is not None for r in records)
+        unanswerable += head.answer not in head.options
         for r in records:
             methods[r.get("method", "none")] += 1
-            unparsed += r.get("pred") is None
-        right = all(r.get("correct") for r in records)
         for key in (column, benchmark.overall_title):
             total[key] += 1
             correct[key] += right
-        head_record = predictions[head.key]
-        for key in (column, benchmark.overall_title):
-            first_total[key] += 1
-            first_correct[key] += bool(head_record.get("correct"))
+            first_correct[key] += bool(predictions[head.key].get("correct"))
+            replies[key] += len(records)
+            parsed[key] += sum(r.get("pred") is not None for r in records)
+            compliant[key] += all_parsed
+            compliant_correct[key] += all_parsed and right
+        per_question.append([group, column, int(right), int(all_parsed)])
 
     present = [c for c in total if c != benchmark.overall_title]
     if present == ["uncategorised"] and not benchmark.paper_columns:
         present = []  # no category information in the file: report the overall number only
     columns = benchmark.column_order(present)
+    overall = benchmark.overall_title
     report: dict[str, Any] = {
         "benchmark": benchmark.name,
         "benchmark_title": benchmark.title,
         "circular": circular,
         "columns": columns,
-        "accuracy": {c: _percent(correct[c], total[c]) for c in columns},
+        "overall_column": overall,
+        "units": "accuracy, intervals and rates in %; counts in questions or replies",
+        "accuracy": {c: percent(correct[c], total[c]) for c in columns},
+        "interval": {c: _rounded(wilson(correct[c], total[c])) for c in columns},
         "correct": {c: correct[c] for c in columns},
         "total": {c: total[c] for c in columns},
-        "questions": total[benchmark.overall_title],
-        "rows": rows_scored,
+        "compliance": {c: percent(parsed[c], replies[c]) for c in columns},
+        "accuracy_compliant": {c: percent(compliant_correct[c], compliant[c]) for c in columns},
+        "compliant_questions": {c: compliant[c] for c in columns},
+        "questions": total[overall],
+        "rows": replies[overall],
+        "replies_with_answer": parsed[overall],
+        "unparsed_rows": replies[overall] - parsed[overall],
+        "unanswerable_questions": unanswerable,
         "excluded_questions": dict(excluded),
-        "unparsed_rows": unparsed,
         "extraction_methods": dict(methods),
+        "per_question": {"fields": list(PER_QUESTION_FIELDS), "rows": per_question},
     }
     if circular:
-        report["first_pass_accuracy"] = {c: _percent(first_correct[c], first_total[c]) for c in columns}
+        report["first_pass_accuracy"] = {c: percent(first_correct[c], total[c]) for c in columns}
     return report
 
 
-def _percent(right: int, total: int) -> float | None:
-    return round(100.0 * right / total, 2) if total else None
+def percent(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 2) if whole else None
+
+
+def _rounded(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else [round(interval[0], 2), round(interval[1], 2)]
 
 
 def format_value(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def markdown_table(reports: list[dict[str, Any]], columns: list[str], base: int | None = None) -> str:
-    """One row per report; with `base`, other rows show the change against the base row."""
-    lines = [
-        "| model | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
+def format_interval(interval: list[float] | tuple[float, float] | None) -> str:
+    return "-" if interval is None else f"{interval[0]:.1f}-{interval[1]:.1f}"
+
+
+def metric_rows(report: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """(markdown label, CSV metric name, cells) for each metric row of a report, in display order."""
+    columns = report["columns"]
+
+    def cells(key: str) -> list[str]:
+        return [format_value(report.get(key, {}).get(c)) for c in columns]
+
+    rows = [
+        ("accuracy (%)", "accuracy_pct", cells("accuracy")),
+        (
+            "95% interval (%)",
+            "ci95_pct",
+            [format_interval(report.get("interval", {}).get(c)) for c in columns],
+        ),
+        ("questions (n)", "questions", [str(report["total"].get(c, 0)) for c in columns]),
     ]
-    for i, report in enumerate(reports):
-        cells = []
-        for column in columns:
-            value = report["accuracy"].get(column)
-            cell = format_value(value)
-            if base is not None and i != base:
-                reference = reports[base]["accuracy"].get(column)
-                if value is not None and reference is not None:
-                    cell += f" ({value - reference:+.2f})"
-            cells.append(cell)
-        lines.append(f"| {report.get('name', '?')} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    if report.get("first_pass_accuracy"):
+        rows.append(("first pass (%)", "first_pass_accuracy_pct", cells("first_pass_accuracy")))
+    if "compliance" in report:
+        rows += [
+            ("format compliance (% of replies)", "compliance_pct", cells("compliance")),
+            ("accuracy among compliant (%)", "accuracy_compliant_pct", cells("accuracy_compliant")),
+            (
+                "compliant questions (n)",
+                "compliant_questions",
+                [str(report["compliant_questions"].get(c, 0)) for c in columns],
+            ),
+        ]
+    return rows
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    title = f"# {report['benchmark_title']}: {report.get('name', '')}".rstrip(": ")
-    parts = [title, "", markdown_table([report], report["columns"]), ""]
-    mode = "circular (every option rotation must be right)" if report["circular"] else "single pass"
-    parts.append(
-        f"{report['questions']} questions scored ({report['rows']} rows, {mode}); "
-        f"prompt: {report.get('prompt', '?')}; model: `{report.get('model', '?')}`."
-    )
-    if report.get("first_pass_accuracy"):
-        vanilla = {**report, "accuracy": report["first_pass_accuracy"], "name": "first pass only"}
-        parts += [
-            "",
-            "First-pass accuracy (unrotated rows only):",
-            "",
-            markdown_table([vanilla], report["columns"]),
-        ]
+    name = report.get("name", "")
+    title = f"# {report['benchmark_title']}: {name}".rstrip(": ")
+    columns = report["columns"]
+    lines = [
+        f"| {name or 'run'} | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, _, cells in metric_rows(report)]
+    mode = "circular: every option rotation must be right" if report["circular"] else "single pass"
+    protocol = report.get("protocol", "?")
+    summary = report.get("protocol_summary")
+    parts = [
+        title,
+        "",
+        f"Protocol `{protocol}`" + (f" ({summary})" if summary else "") + "; "
+        f"{report['questions']} questions scored ({report['rows']} replies, {mode}); "
+        f"model: `{report.get('model', '?')}`.",
+        "",
+        *lines,
+        "",
+        "Accuracy is the share of questions answered right; the interval is Wilson's 95 % score interval. "
+        "Format compliance is the share of replies from which an option letter could be read; "
+        "accuracy among compliant is over the questions whose every reply could be read.",
+    ]
     notes = []
     if report.get("unparsed_rows"):
-        notes.append(f"{report['unparsed_rows']} responses named no option (counted wrong)")
+        notes.append(f"{report['unparsed_rows']} replies named no option (counted wrong)")
+    if report.get("unanswerable_questions"):
+        notes.append(
+            f"{report['unanswerable_questions']} questions have an answer whose option cell is empty "
+            "(`N/A`-like); they count, as in VLMEvalKit, and nobody can get them right"
+        )
     for reason, count in sorted(report.get("excluded_questions", {}).items()):
         notes.append(f"{count} questions left out: {reason}")
     for reason, count in sorted(report.get("load_skips", {}).items()):
@@ -148,17 +203,14 @@ def render_csv(report: dict[str, Any]) -> str:
     columns = report["columns"]
     writer.writerow(["model", "metric", *columns])
     name = report.get("name", "")
-    writer.writerow([name, "accuracy", *(format_value(report["accuracy"].get(c)) for c in columns)])
-    if report.get("first_pass_accuracy"):
-        writer.writerow(
-            [
-                name,
-                "first_pass_accuracy",
-                *(format_value(report["first_pass_accuracy"].get(c)) for c in columns),
-            ]
-        )
+    for _, metric, cells in metric_rows(report):
+        if metric == "ci95_pct":
+            intervals = [report.get("interval", {}).get(c) for c in columns]
+            writer.writerow([name, "ci95_low_pct", *(format_value(i and i[0]) for i in intervals)])
+            writer.writerow([name, "ci95_high_pct", *(format_value(i and i[1]) for i in intervals)])
+        else:
+            writer.writerow([name, metric, *cells])
     writer.writerow([name, "correct", *(report["correct"].get(c, 0) for c in columns)])
-    writer.writerow([name, "total", *(report["total"].get(c, 0) for c in columns)])
     return buffer.getvalue()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tqdm import tqdm
@@ -20,10 +20,11 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..images import SkipSample
+from ..model_reference import check_model_reference
 from .backends import Generator, Request, make_generator
 from .benchmarks import get_benchmark
 from .extract import extract_choice
-from .prompts import PROMPT_STYLES, question_prompt
+from .protocols import PROTOCOLS, get_protocol
 from .questions import (
     MCQuestion,
     add_rotations,
@@ -40,7 +41,17 @@ PAPER_MIN_PIXELS = 35840
 PAPER_MAX_PIXELS = 12845056
 CIRCULAR_MODES = ("auto", "on", "off")
 # settings that change what the model answers: a resumed run must keep them
-RUN_IDENTITY = ("model", "data", "split", "benchmark", "prompt", "min_pixels", "max_pixels", "max_new_tokens")
+RUN_IDENTITY = (
+    "model",
+    "data",
+    "split",
+    "benchmark",
+    "protocol",
+    "min_pixels",
+    "max_pixels",
+    "max_new_tokens",
+)
+PAPER_MAX_NEW_TOKENS = 2048  # Qwen2VLChat's default in VLMEvalKit; the paper's config leaves it unset
 
 
 @dataclass
@@ -49,25 +60,28 @@ class BenchmarkEvalConfig:
     data: str
     out: str
     model: str = ""
-    prompt: str = "reasoning"
+    protocol: str = "paper"  # protocols.PROTOCOLS: paper, cot, direct, vlmevalkit, ssl4rl-tags
     circular: str = (
         "auto"  # auto: score rotations the file carries; on: also generate them; off: first pass only
     )
     split: str | None = None
     limit: int | None = None  # first N questions (all their rotations)
     batch_size: int | None = None  # prompts per generate call; default 8 (transformers) or 128 (vLLM)
-    max_new_tokens: int = 1024
+    max_new_tokens: int = PAPER_MAX_NEW_TOKENS
     min_pixels: int | None = PAPER_MIN_PIXELS
     max_pixels: int | None = PAPER_MAX_PIXELS
     backend: str = "auto"
-    name: str | None = None  # row label in reports; defaults to the model directory name
+    name: str | None = None  # row label in reports; defaults to the name of the --out directory
     seed: int = 0
     overwrite: bool = False
     progress: bool = True
+    name_from: str | None = None  # internal: "--name" or "out" (how the label was chosen), for compare
 
     def validate(self) -> None:
-        if self.prompt not in PROMPT_STYLES:
-            raise UserError(f"unknown prompt style {self.prompt!r}; choose from {', '.join(PROMPT_STYLES)}")
+        if self.protocol not in PROTOCOLS:
+            raise UserError(PROTOCOLS.unknown_message(self.protocol))
+        if self.max_new_tokens < 1:
+            raise UserError("--max-new-tokens must be at least 1")
         if self.circular not in CIRCULAR_MODES:
             raise UserError(
                 f"unknown circular mode {self.circular!r}; choose from {', '.join(CIRCULAR_MODES)}"
@@ -80,9 +94,9 @@ class BenchmarkEvalConfig:
             raise UserError("--min-pixels must not exceed --max-pixels")
 
     def run_name(self) -> str:
-        if self.name:
-            return self.name
-        return os.path.basename(os.path.normpath(self.model)) if self.model else "model"
+        """The run's label: --name, else its output directory's name (a model directory is often
+        called `final` or `huggingface`; the run directory is what the user named)."""
+        return self.name or os.path.basename(os.path.normpath(os.path.abspath(self.out)))
 
 
 def default_batch_size(generator: Generator | None) -> int:
@@ -117,11 +131,77 @@ def prepare_questions(run: BenchmarkEvalConfig) -> tuple[list[MCQuestion], bool,
     return questions, circular, info
 
 
+class OnDemandGenerator:
+    """The run's model, loaded the first time a protocol has questions to ask, then shared by the others."""
+
+    name = "on-demand"
+
+    def __init__(self, run: BenchmarkEvalConfig, questions: list[MCQuestion]):
+        self.run = run
+        self.max_images = max((len(q.image_refs) for q in questions), default=1)
+        self.generator: Generator | None = None
+
+    def load(self) -> Generator:
+        if self.generator is None:
+            if not self.run.model:
+                raise UserError("--model is required to answer questions")
+            self.generator = make_generator(
+                self.run.backend,
+                self.run.model,
+                min_pixels=self.run.min_pixels,
+                max_pixels=self.run.max_pixels,
+                max_new_tokens=self.run.max_new_tokens,
+                max_images_per_prompt=self.max_images,
+                seed=self.run.seed,
+            )
+        return self.generator
+
+    def generate(self, requests):
+        return self.load().generate(requests)
+
+    def describe(self) -> dict[str, Any]:
+        return self.generator.describe() if self.generator is not None else {"backend": None, "loaded": False}
+
+
+def model_generator(run: BenchmarkEvalConfig, questions: list[MCQuestion]) -> OnDemandGenerator:
+    return OnDemandGenerator(run, questions)
+
+
+def evaluate_protocols(
+    run: BenchmarkEvalConfig, protocols: list[str], generator: Generator | None = None
+) -> dict[str, dict[str, Any]]:
+    """The same questions under several protocols, the model loaded once: OUT/<protocol>/ per protocol
+    (OUT itself for a single protocol). Every run is labelled with the name of OUT."""
+    if not protocols:
+        raise UserError("give at least one --protocol")
+    for name in protocols:
+        if name not in PROTOCOLS:
+            raise UserError(PROTOCOLS.unknown_message(name))
+    if len(set(protocols)) != len(protocols):
+        raise UserError(f"--protocol names a protocol twice: {' '.join(protocols)}")
+    if len(protocols) == 1:
+        return {protocols[0]: evaluate_benchmark(replace(run, protocol=protocols[0]), generator)}
+    label = run.run_name()
+    source = "--name" if run.name else "out"
+    reports = {}
+    for name in protocols:
+        sub = replace(
+            run, protocol=name, out=os.path.join(run.out, name), name=label, name_from=run.name_from or source
+        )
+        if generator is None:
+            generator = model_generator(sub, prepare_questions(sub)[0])
+        reports[name] = evaluate_benchmark(sub, generator)
+    return reports
+
+
 def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = None) -> dict[str, Any]:
     """Answer every question not yet in the prediction log, then write reports and the manifest."""
 
     run.validate()
+    if generator is None and run.model:
+        check_model_reference(run.model)  # before OUT is made: a mistyped path fails at once
     benchmark = get_benchmark(run.benchmark)
+    protocol = get_protocol(run.protocol)
     questions, circular, load_info = prepare_questions(run)
     if not questions:
         raise UserError(f"{run.data}: no usable multiple-choice rows ({load_info['load_skips']})")
@@ -133,18 +213,9 @@ def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = N
     resumed = len(questions) - len(todo)
 
     if todo and generator is None:
-        if not run.model:
-            raise UserError("--model is required to answer questions")
-        max_images = max(len(q.image_refs) for q in todo)
-        generator = make_generator(
-            run.backend,
-            run.model,
-            min_pixels=run.min_pixels,
-            max_pixels=run.max_pixels,
-            max_new_tokens=run.max_new_tokens,
-            max_images_per_prompt=max_images,
-            seed=run.seed,
-        )
+        generator = model_generator(run, questions)
+    if todo and isinstance(generator, OnDemandGenerator):
+        generator.load()  # before the batch size is chosen: it depends on the backend
 
     batch_size = run.batch_size or default_batch_size(generator)
     skipped: Counter = Counter()
@@ -163,7 +234,7 @@ def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = N
                     skipped[skip.reason] += 1
                     records.append({**q.record(), "skip": skip.reason})
                     continue
-                requests.append(Request(question_prompt(q, run.prompt), images))
+                requests.append(Request(protocol.render(q), images))
                 asked.append(q)
             responses = generator.generate(requests) if requests else []
             if len(responses) != len(requests):
@@ -189,7 +260,9 @@ def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = N
         name=run.run_name(),
         model=run.model,
         data=os.path.abspath(run.data),
-        prompt=run.prompt,
+        name_from=run.name_from or ("--name" if run.name else "out"),
+        protocol=protocol.name,
+        protocol_summary=protocol.summary,
         load_skips=load_info["load_skips"],
     )
     outputs = write_report(run.out, report)
@@ -197,6 +270,7 @@ def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = N
         "command": command_line(),
         "kind": "benchmark-eval",
         "config": config,
+        "protocol": {"name": protocol.name, "instruction": protocol.instruction, "tags": protocol.tags},
         "backend": generator.describe() if generator is not None else None,
         "versions": package_versions("torch", "transformers", "vllm"),
         "load": load_info,

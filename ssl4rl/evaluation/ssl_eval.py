@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import atomic_path, command_line, package_versions, write_json
 from ..images import SkipSample
+from ..model_reference import check_model_reference
 from ..reward import compute_score
 from ..rl_row import ground_truth
 from .backends import Generator, Request, make_generator
@@ -179,6 +180,8 @@ def evaluate_ssl(run: SSLEvalConfig, generator: Generator | None = None, scorer=
 
     if run.batch_size is not None and run.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if generator is None and run.model:
+        check_model_reference(run.model)  # before OUT is made: a mistyped path fails at once
     samples, load_skips = read_ssl_samples(run.data, run.split, run.limit)
     if not samples:
         raise UserError(f"{run.data}: no SSL rows (need query/prompt and answer/reward_model columns)")
@@ -303,7 +306,7 @@ def render_ssl_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# SSL tasks: {report.get('name', '')}",
         "",
-        "| task | knobs | n | accuracy | mean reward | format |",
+        "| task | knobs | n | accuracy (%) | mean reward (% of 1.0) | format (% of replies) |",
         "|---|---|---|---|---|---|",
     ]
 
@@ -331,7 +334,7 @@ def write_ssl_report(out_dir: str, report: dict[str, Any]) -> list[str]:
         f.write(render_ssl_markdown(report))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["model", "task", "knobs", "n", "acc", "score", "format"])
+    writer.writerow(["model", "task", "knobs", "n", "acc_pct", "score_pct", "format_pct"])
     for r in report["rows"]:
         writer.writerow(
             [report.get("name", ""), r["task"], r["knobs"], r["n"], r["acc"], r["score"], r["format"]]

@@ -126,6 +126,9 @@ class Example:
     )  # JSON-serialisable details (angle, permutation, box...)
     unchanged: tuple[int, ...] = ()  # views that are the primary source image, unmodified
     sources: tuple[int, ...] = ()  # source items used beyond the primary one (e.g. negative partner)
+    # What the task counted while making this sample (e.g. near-duplicate partners passed over): the builder
+    # sums these over the written samples into the manifest's `task_counts`.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class SSLTask(ABC):
@@ -222,6 +225,16 @@ class SSLTask(ABC):
     def parse(self, response: str) -> str | None:
         return extract_answer(response)
 
+    def in_vocabulary(self, pred: str | None, ground_truth: str, normalization: str = "exact") -> bool:
+        """Whether `pred` is one of the answers this task can have, right or wrong: format credit needs it,
+        so well-formed tags around anything at all earn nothing. Scoring runs with default knobs, so a task
+        whose answers depend on its knobs (rotation's angles, jigsaw's grid) overrides this with a check
+        that holds for every knob setting or reads the setting from the ground truth."""
+        space = self.answer_space()
+        if pred is None or space is None:
+            return pred is not None
+        return normalize(pred, normalization) in {normalize(answer, normalization) for answer in space}
+
     def score(
         self,
         response: str,
@@ -236,14 +249,18 @@ class SSLTask(ABC):
         acc = float(
             pred is not None and normalize(pred, normalization) == normalize(str(ground_truth), normalization)
         )
-        return combine(acc, response, format_weight, pred)
+        in_vocabulary = self.in_vocabulary(pred, str(ground_truth), normalization)
+        return combine(acc, response, format_weight, pred, in_vocabulary)
 
 
-def combine(acc: float, response: str, format_weight: float, pred: str | None) -> dict[str, Any]:
-    """score = (1 - w) * acc + w * format, as in Spatial-SSRL's 0.9/0.1 split when w = 0.1."""
+def combine(
+    acc: float, response: str, format_weight: float, pred: str | None, in_vocabulary: bool
+) -> dict[str, Any]:
+    """score = (1 - w) * acc + w * format, as in Spatial-SSRL's 0.9/0.1 split when w = 0.1. Format credit
+    needs the exact tag layout with non-empty reasoning and an answer from the task's vocabulary."""
     if not 0.0 <= format_weight <= 1.0:
         raise ValueError(f"format_weight must be in [0, 1], got {format_weight}")
-    fmt = float(follows_format(response))
+    fmt = float(follows_format(response) and in_vocabulary)
     return {
         "score": (1.0 - format_weight) * acc + format_weight * fmt,
         "acc": acc,

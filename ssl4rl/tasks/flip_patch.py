@@ -1,9 +1,9 @@
 """Flip patch: which grid patch of the image was mirrored in place, and how? (Spatial-SSRL's
 flipped-patch recognition.)
 
-The image is cut into a rows x cols grid of equal patches (floor division as in jigsaw: the remainder
-on the right and bottom is dropped, so the view is exactly the grid), one patch is mirrored in place,
-and the reassembled grid is shown as one image. The answer is the 1-based patch number in reading
+The image is cut into a rows x cols grid of equal patches (as in jigsaw: whole 16 px JPEG blocks
+from the source's block grid, the remainder dropped, so the view is exactly the grid), one patch is
+mirrored in place, and the reassembled grid is shown as one image. The answer is the 1-based patch number in reading
 order, one space, and `horizontal` (left and right swapped) or `vertical` (top and bottom swapped),
 e.g. `3 horizontal`.
 
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..answer import normalize
-from ..images import LoadedImage, SkipSample
+from ..images import BLOCK, LoadedImage, SkipSample, block_region
 from .base import Example, Plan, SSLTask, combine, knob, register_task
 from .jigsaw import grid_boxes, grid_name, parse_grid
 
@@ -129,9 +129,12 @@ class FlipPatchTask(SSLTask):
         plan: Plan,
         load: Callable[[int], LoadedImage],
     ) -> Example:
-        image = source.image
-        patch_w, patch_h, boxes = grid_boxes(image.width, image.height, self.rows, self.cols)
-        pixels = np.asarray(image)[: self.rows * patch_h, : self.cols * patch_w]
+        # The grid is laid on the source's JPEG block grid (see jigsaw): a patch mirrored across a block
+        # boundary would show the flipped patch's block phase, whatever its content.
+        patch_w, patch_h, boxes = grid_boxes(block_region(source), self.rows, self.cols, block=BLOCK)
+        grid_left, grid_top, grid_right, grid_bottom = (*boxes[0][:2], *boxes[-1][2:])
+        pixels = np.asarray(source.image)[grid_top:grid_bottom, grid_left:grid_right]
+        boxes = [(x0 - grid_left, y0 - grid_top, x1 - grid_left, y1 - grid_top) for x0, y0, x1, y1 in boxes]
         for number, (left, top, right, bottom) in enumerate(boxes, start=1):
             reason = self.invisible_flip(pixels[top:bottom, left:right])
             if reason:
@@ -151,6 +154,7 @@ class FlipPatchTask(SSLTask):
                 "flip": direction,
                 "box": [left, top, right, bottom],
                 "patch_size": [patch_w, patch_h],
+                "grid": [grid_left, grid_top, grid_right, grid_bottom],
             },
         )
 
@@ -192,7 +196,8 @@ class FlipPatchTask(SSLTask):
         patch_correct = float(guess is not None and truth is not None and guess[0] == truth[0])
         flip_correct = float(guess is not None and truth is not None and guess[1] == truth[1])
         acc = patch_correct * flip_correct
-        result = combine(acc, response, format_weight, pred)
+        # in vocabulary: a patch number and a direction word (the grid, and so the largest number, is a knob)
+        result = combine(acc, response, format_weight, pred, guess is not None and guess[0] >= 1)
         result["partial"] = (patch_correct + flip_correct) / 2.0
         result["patch_correct"] = patch_correct
         result["flip_correct"] = flip_correct

@@ -11,8 +11,10 @@ the hole's size. One is the hole's original content; the distractors are
   is wholly visible around the hole.
 Distractors are cut from the untouched source, never from the holed view, so none shows gray.
 
-Hole width and height are each uniform in [max(28, hole_min * side), hole_max * side] (whole pixels,
-as position's crops) at a uniform position. hole_max <= 1/3 and shift < 1 guarantee that a shifted
+The image is the source's largest box of whole 16 px JPEG blocks (images.block_region). Hole width and
+height are each uniform over the multiples of 16 in [max(28, hole_min * side), hole_max * side], at a
+uniform block-aligned position, and the shifted distractor moves by whole blocks too, so no candidate
+carries a block-grid phase of its own. hole_max <= 1/3 and shift < 1 guarantee that a shifted
 and a neighbouring box both fit inside the image in at least one direction, wherever the hole is.
 Directions are tried in a seeded order; one whose patch looks like a candidate already chosen (mean
 absolute difference below `min_change`) is passed over, and the sample is skipped
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..images import MIN_SIDE, LoadedImage, SkipSample
+from ..images import BLOCK, MIN_SIDE, LoadedImage, SkipSample, block_aligned, block_region
 from .base import Example, Plan, SSLTask, knob, register_task
 from .flip_patch import MIN_CHANGE_HELP, looks_alike
 from .position import crop_side_range
@@ -52,10 +54,15 @@ def _unit_number(value: object, name: str) -> float:
     return float(value)
 
 
-def shift_step(shift: float, side: int) -> int:
-    """Pixels the shifted distractor moves: round(shift * side), at least 1 and short of a whole side
-    (a whole side's move is the neighbouring patch)."""
-    return min(side - 1, max(1, round(shift * side)))
+def shift_step(shift: float, side: int, block: int = 1) -> int:
+    """Pixels the shifted distractor moves: shift * side rounded to whole blocks, at least one block and
+    short of a whole side (a whole side's move is the neighbouring patch)."""
+    return min(side - block, max(block, round(shift * side / block) * block))
+
+
+def block_range(lo: int, hi: int, block: int) -> tuple[int, int]:
+    """The multiples of `block` in [lo, hi], as an inclusive range of block counts (empty when lo > hi)."""
+    return -(-lo // block), hi // block
 
 
 def offsets(step_x: int, step_y: int) -> list[tuple[int, int]]:
@@ -99,19 +106,24 @@ class InpaintTask(SSLTask):
         plan: Plan,
         load: Callable[[int], LoadedImage],
     ) -> Example:
-        image = source.image
+        # Holes, shifts and neighbours are whole 16 px blocks of the source's JPEG block grid: a candidate cut
+        # at any other offset carries a block-grid phase that differs between the true patch and the shifted
+        # one, whatever their content.
+        region = block_region(source, BLOCK)
+        image = block_aligned(source, BLOCK).image
         width, height = image.size
-        w_lo, w_hi = crop_side_range(width, self.knobs.hole_min, self.knobs.hole_max)
-        h_lo, h_hi = crop_side_range(height, self.knobs.hole_min, self.knobs.hole_max)
+        w_lo, w_hi = block_range(*crop_side_range(width, self.knobs.hole_min, self.knobs.hole_max), BLOCK)
+        h_lo, h_hi = block_range(*crop_side_range(height, self.knobs.hole_min, self.knobs.hole_max), BLOCK)
         if w_lo > w_hi or h_lo > h_hi:
             raise SkipSample(
                 "too_small",
-                f"{width}x{height} cannot hold a {MIN_SIDE} px hole at ratio {self.knobs.hole_max}",
+                f"{width}x{height} cannot hold a hole of whole {BLOCK} px blocks of at least {MIN_SIDE} px "
+                f"at ratio {self.knobs.hole_max}",
             )
-        hole_w = int(rng.integers(w_lo, w_hi + 1))
-        hole_h = int(rng.integers(h_lo, h_hi + 1))
-        left = int(rng.integers(0, width - hole_w + 1))
-        top = int(rng.integers(0, height - hole_h + 1))
+        hole_w = BLOCK * int(rng.integers(w_lo, w_hi + 1))
+        hole_h = BLOCK * int(rng.integers(h_lo, h_hi + 1))
+        left = BLOCK * int(rng.integers(0, (width - hole_w) // BLOCK + 1))
+        top = BLOCK * int(rng.integers(0, (height - hole_h) // BLOCK + 1))
         # All draws happen before any can be passed over, so the draw sequence never depends on pixels.
         shift_order = [int(i) for i in rng.permutation(4)]
         neighbour_order = [int(i) for i in rng.permutation(4)]
@@ -144,7 +156,10 @@ class InpaintTask(SSLTask):
             raise SkipSample("identical_distractor", "the hole's content looks the same turned and mirrored")
         reorientation, rotated_patch = usable[0]
         chosen.append(rotated_patch)
-        shift_x, shift_y = shift_step(self.knobs.shift, hole_w), shift_step(self.knobs.shift, hole_h)
+        shift_x, shift_y = (
+            shift_step(self.knobs.shift, hole_w, BLOCK),
+            shift_step(self.knobs.shift, hole_h, BLOCK),
+        )
         shifted_patch, shifted_box = box_candidate(offsets(shift_x, shift_y), shift_order, SHIFTED)
         chosen.append(shifted_patch)
         neighbour_patch, neighbour_box = box_candidate(offsets(hole_w, hole_h), neighbour_order, NEIGHBOUR)
@@ -171,6 +186,7 @@ class InpaintTask(SSLTask):
                 "candidate_boxes": [cbox for _, _, cbox in candidates],
                 "rotated": reorientation,
                 "fill": list(FILL),
+                "region": list(region),
             },
         )
 

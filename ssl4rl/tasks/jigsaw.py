@@ -1,9 +1,11 @@
 """Jigsaw: restore the order of an image's shuffled grid patches.
 
 The image is cut into a rows x cols grid of equal patches (floor division; the remainder on the right
-and bottom is dropped so every patch has the same size and none leaks its position by its size), the
-patches are shown in a uniformly random order, and the answer lists, for each original position in
-reading order, the 1-based number of the shown patch that belongs there (the released format).
+and bottom is dropped so every patch has the same size and none leaks its position by its size). The
+grid starts on the source's 16 px JPEG block grid and its patch sides are whole blocks, so no patch
+carries a position-dependent block-grid phase (images.block_region). The patches are shown in a
+uniformly random order, and the answer lists, for each original position in reading order, the
+1-based number of the shown patch that belongs there (the released format).
 
 Scoring is configurable because the released partial credit is hackable: it counts matching
 positions without checking that the answer is a permutation, so `1,1,1,1` earns 1/4 on every 2x2
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..images import MIN_SIDE, LoadedImage, SkipSample
+from ..images import BLOCK, MIN_SIDE, LoadedImage, SkipSample, block_region
 from .base import Example, Plan, RewardOption, SSLTask, combine, knob, register_task
 
 MIN_GRID_SIDE, MAX_GRID_SIDE = 2, 6
@@ -96,18 +98,24 @@ def jigsaw_scores(predicted: list[int | None] | None, truth: list[int | None] | 
 
 
 def grid_boxes(
-    width: int, height: int, rows: int, cols: int
+    region: tuple[int, int, int, int], rows: int, cols: int, block: int = 1
 ) -> tuple[int, int, list[tuple[int, int, int, int]]]:
-    """(patch width, patch height, boxes) of a floor-divided rows x cols grid, boxes as (left, top, right,
-    bottom) in reading order (the right/bottom remainder is dropped); SkipSample if a patch is below 28 px."""
-    patch_w, patch_h = width // cols, height // rows
+    """(patch width, patch height, boxes) of a rows x cols grid of equal patches laid from the corner of
+    `region` (left, top, right, bottom), boxes as (left, top, right, bottom) in reading order. Patch sides
+    are floor-divided and rounded down to a multiple of `block` (the right/bottom remainder is dropped), so
+    with a block-aligned region every patch starts on the source's JPEG block grid; SkipSample if a patch
+    is below 28 px."""
+    left, top, right, bottom = region
+    patch_w = (right - left) // cols // block * block
+    patch_h = (bottom - top) // rows // block * block
     if min(patch_w, patch_h) < MIN_SIDE:
         raise SkipSample(
             "too_small",
-            f"{width}x{height} cut {rows}x{cols} gives {patch_w}x{patch_h} patches (below {MIN_SIDE} px)",
+            f"{right - left}x{bottom - top} cut {rows}x{cols} gives {patch_w}x{patch_h} patches "
+            f"(below {MIN_SIDE} px{f' in whole {block} px blocks' if block > 1 else ''})",
         )
     boxes = [
-        (c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)
+        (left + c * patch_w, top + r * patch_h, left + (c + 1) * patch_w, top + (r + 1) * patch_h)
         for r in range(rows)
         for c in range(cols)
     ]
@@ -182,17 +190,19 @@ class JigsawTask(SSLTask):
         plan: Plan,
         load: Callable[[int], LoadedImage],
     ) -> Example:
-        image = source.image
-        patch_w, patch_h, boxes = grid_boxes(image.width, image.height, self.rows, self.cols)
+        # The grid is laid on the source's JPEG block grid (images.block_region): a patch cut at any other
+        # offset carries the phase of the 8x8/16x16 coding blocks, which gives its position away unseen.
+        patch_w, patch_h, boxes = grid_boxes(block_region(source), self.rows, self.cols, block=BLOCK)
         permutation = [int(p) for p in rng.permutation(self.n_patches)]  # shown index -> original
         return Example(
-            images=[image.crop(boxes[original]) for original in permutation],
+            images=[source.image.crop(boxes[original]) for original in permutation],
             answer=permutation_answer(permutation),
             label={
                 "rows": self.rows,
                 "cols": self.cols,
                 "permutation": permutation,
                 "patch": [patch_w, patch_h],
+                "grid": [*boxes[0][:2], *boxes[-1][2:]],
             },
         )
 
@@ -234,7 +244,7 @@ class JigsawTask(SSLTask):
             reward = 1.0
         else:
             reward = partial_weight * parts["partial"] if parts["valid"] else 0.0
-        result = combine(reward, response, format_weight, pred)
+        result = combine(reward, response, format_weight, pred, bool(parts["valid"]))
         result["acc"] = parts["exact"]
         result["partial"] = parts["partial"]
         result["valid"] = parts["valid"]

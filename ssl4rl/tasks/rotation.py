@@ -10,6 +10,14 @@ differs from the one for 60 degrees when W != H. `crop="common"` (default) crops
 angle to one size, the largest rectangle that fits all of them, so the size says nothing beyond
 "not a multiple of 90" (which the uncropped content shows anyway). `crop="largest"` uses each angle's
 own largest rectangle, as released. For granularities 90 and 45 the two modes give the same views.
+
+Both views come from the source's largest box of whole 16 px JPEG blocks (images.block_region): a
+right-angle turn of a picture whose sides are not whole blocks moves the coding-block grid to a phase
+that depends on the angle, which a model could read without looking at the content.
+
+The rotated view's shape tells 0/180 from 90/270 on non-square pictures (as released: 94% of the
+audit's photos from the shape alone); `square=True` first cuts the centred square (whole blocks), so
+every right-angle view has one size, at the cost of the picture's sides.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..images import MIN_SIDE, LoadedImage, SkipSample
+from ..answer import normalize
+from ..images import BLOCK, MIN_SIDE, LoadedImage, SkipSample, block_region, whole_blocks
 from .base import Example, Plan, SSLTask, knob, register_task
 
 RIGHT_ANGLE_TRANSPOSES = {
@@ -134,6 +143,17 @@ def rotate_crop(
     return image.transform((out_w, out_h), Image.Transform.AFFINE, matrix, resample, fillcolor=fill)
 
 
+def centre_square_box(region: tuple[int, int, int, int], block: int = 1) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the centred square inside `region`, its side and its offset from the
+    region's corner rounded down to multiples of `block` (odd margins: the extra pixels are on the right
+    / bottom)."""
+    left, top, right, bottom = region
+    side = whole_blocks(min(right - left, bottom - top), block)
+    x = left + whole_blocks((right - left - side) // 2, block)
+    y = top + whole_blocks((bottom - top - side) // 2, block)
+    return x, y, x + side, y + side
+
+
 def rotate_view(image: Image.Image, angle: int, crop_size: tuple[int, int] | None = None) -> Image.Image:
     """The rotated view: an exact transpose for right angles, else a bicubic rotation cropped to
     `crop_size` (default: this angle's largest inner rectangle)."""
@@ -168,6 +188,11 @@ class RotationTask(SSLTask):
             "does not leak the angle), 'largest' = each angle's own largest rectangle (as released)",
             choices=CROP_MODES,
         )
+        square: bool = knob(
+            False,
+            "cut the centred square first so the rotated view's shape cannot tell 90/270 from 0/180 (the "
+            "release keeps the whole picture: false)",
+        )
 
     def validate(self) -> None:
         g = _parse_granularity(self.knobs.granularity)
@@ -177,6 +202,8 @@ class RotationTask(SSLTask):
         if self.knobs.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, got {self.knobs.crop!r}")
         self.answer_example = str(g)
+        if not isinstance(self.knobs.square, bool):
+            raise ValueError(f"{self.name} square must be true or false, got {self.knobs.square!r}")
 
     @property
     def angles(self) -> list[int]:
@@ -189,6 +216,17 @@ class RotationTask(SSLTask):
 
     def answer_space(self) -> list[str]:
         return [str(a) for a in self.angles]
+
+    def in_vocabulary(self, pred: str | None, ground_truth: str, normalization: str = "exact") -> bool:
+        """A whole number of degrees in 0..359: every granularity's angles, and nothing else."""
+        text = None if pred is None else normalize(pred, normalization)
+        return (
+            text is not None
+            and text.isascii()
+            and text.isdigit()
+            and text == str(int(text))
+            and int(text) < 360
+        )
 
     def crop_sizes(self, width: int, height: int) -> dict[int, tuple[int, int]]:
         """View size for each oblique angle of a width x height source."""
@@ -207,7 +245,11 @@ class RotationTask(SSLTask):
         plan: Plan,
         load: Callable[[int], LoadedImage],
     ) -> Example:
-        image = source.image
+        region = block_region(source, BLOCK)
+        if self.knobs.square:
+            region = centre_square_box(region, BLOCK)
+        whole = region == (0, 0, *source.image.size)
+        image = source.image if whole else source.image.crop(region)
         if min(image.size) < MIN_SIDE:
             raise SkipSample("too_small", f"{image.width}x{image.height} has a side below {MIN_SIDE} px")
         crops = self.crop_sizes(image.width, image.height)
@@ -223,9 +265,15 @@ class RotationTask(SSLTask):
         angles = self.angles
         angle = angles[int(rng.integers(len(angles)))]
         rotated = rotate_view(image, angle, crops.get(angle))
-        # Only the first view is the untouched source: marking an angle-0 copy unchanged too would let
-        # the builder pass its original bytes through and make angle 0 recognisable by encoding.
-        return Example(images=[image, rotated], answer=str(angle), label={"angle": angle}, unchanged=(0,))
+        # Only the first view may be the untouched source, and only when nothing was cut from it: marking an
+        # angle-0 copy unchanged too would let the builder pass its original bytes through and make angle 0
+        # recognisable by encoding.
+        return Example(
+            images=[image, rotated],
+            answer=str(angle),
+            label={"angle": angle, "region": list(region)},
+            unchanged=(0,) if whole else (),
+        )
 
     def question(self, example: Example) -> str:
         choices = ", ".join(self.answer_space())

@@ -5,15 +5,14 @@ inner crop for other angles), without the untouched original beside it, so the m
 upright orientation from the content alone.
 
 Without a reference the view's shape leaks the angle: most photographs are landscape, so a portrait
-view says "90 or 270". `square=True` (default) first cuts the centred square of the source (side
-min(W, H)), so every right-angle view has the same size. Every view is derived, none is the source
-passed through: an angle-0 view kept as the original JPEG bytes would differ in encoding from the
-re-encoded rotated views and so give 0 away.
+view says "90 or 270". `square=True` (default here, off in two-view rotation as released) first cuts
+the centred square of the source (side min(W, H) in whole 16 px blocks), so every right-angle view has
+the same size. Every view is derived, none is the source passed through: an angle-0 view kept as the
+original JPEG bytes would differ in encoding from the re-encoded rotated views and so give 0 away.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,14 +21,6 @@ import numpy as np
 from ..images import LoadedImage
 from .base import Example, Plan, knob, register_task
 from .rotation import RotationTask
-
-
-def centre_square_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the centred min(W, H) square (odd margins: the extra pixel is on
-    the right / bottom)."""
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return left, top, left + side, top + side
 
 
 @register_task("single_rotation")
@@ -45,11 +36,6 @@ class SingleRotationTask(RotationTask):
             True, "cut the centred square first so the view's shape cannot tell 90/270 from 0/180"
         )
 
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.knobs.square, bool):
-            raise ValueError(f"single_rotation square must be true or false, got {self.knobs.square!r}")
-
     def generate(
         self,
         source: LoadedImage,
@@ -57,19 +43,10 @@ class SingleRotationTask(RotationTask):
         plan: Plan,
         load: Callable[[int], LoadedImage],
     ) -> Example:
-        image = source.image
-        square_box = None
-        if self.knobs.square:
-            square_box = centre_square_box(image.width, image.height)
-            if square_box != (0, 0, image.width, image.height):
-                image = image.crop(square_box)
-                source = dataclasses.replace(source, image=image, raw=None)
-        # Rotation's own size checks, angle draw and rotated view; its first view (the reference) is dropped.
+        # Rotation's own alignment, square, size checks, angle draw and rotated view; its first view (the
+        # reference) is dropped.
         pair = super().generate(source, rng, plan, load)
-        label = dict(pair.label)
-        if square_box is not None:
-            label["square"] = list(square_box)
-        return Example(images=[pair.images[1]], answer=pair.answer, label=label)
+        return Example(images=[pair.images[1]], answer=pair.answer, label=pair.label)
 
     def question(self, example: Example) -> str:
         choices = ", ".join(self.answer_space())

@@ -30,6 +30,7 @@ from trl.trainer.utils import create_model_from_path
 from ...errors import UserError, require
 from ...fileio import command_line, package_versions, read_json, write_json
 from ...model_files import write_legacy_processor_files
+from ...model_reference import check_model_reference
 from ...reward import trl_reward_function
 from .callbacks import is_finite_number, run_callbacks, use_compact_progress
 from .config import TrlGrpoConfig, add_arguments, config_from_args
@@ -150,6 +151,7 @@ def train_grpo(
     to OUTPUT_DIR/manifest.json).
     """
     config.validate()
+    config.model = check_model_reference(config.model)  # before any output exists: a typo fails at once
     if config.use_vllm:
         require("vllm", "vllm", "vLLM rollouts (--use-vllm)")
 

@@ -17,7 +17,7 @@ import time
 from tqdm import tqdm
 
 from ...errors import UserError
-from ...fileio import command_line, package_versions, write_json
+from ...fileio import command_line, package_versions, publish_directory, write_json
 from ...model_files import write_legacy_processor_files
 from .launch import latest_run_dir
 
@@ -220,7 +220,7 @@ def merge_checkpoint(
         write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
         if os.path.exists(out):
             shutil.rmtree(out) if os.path.isdir(out) else os.unlink(out)
-        os.replace(tmp, out)
+        publish_directory(tmp, out)
         stages.update()
     finally:
         stages.close()
