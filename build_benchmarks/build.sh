@@ -8,13 +8,15 @@
 # INPUT      a .tsv file, a directory (hub snapshot, save_to_disk, image folder) or a hub id
 # Splits come from `ssl4rl sources BENCHMARK --splits INPUT`. Environment overrides:
 #   SPLITS="val test"   build these splits instead
+#   MAX_PROMPT_TOKENS=1024  prompt budget of every build (the paper's, the recipes' max_prompt_length;
+#                       0 or none: views keep their size); a --max-prompt-tokens after -- wins too
 #   SSL4RL="python -m ssl4rl.cli"   the command to run (default: ssl4rl)
 #   DRY_RUN=1           print the commands instead of running them
 # Every build is resumable: rerunning the script finishes what an interrupted run left.
 set -euo pipefail
 
 if [[ $# -lt 3 || $1 == -h || $1 == --help ]]; then
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 benchmark=$1 input=$2 outroot=$3
@@ -40,7 +42,7 @@ failed=()
 for task in "${tasks[@]}"; do
   for split in "${splits[@]}"; do
     command=("${ssl4rl[@]}" build --task "$task" --source "$benchmark" --input "$input" --split "$split"
-      --out "$outroot/$benchmark/$task/$split" "${extra[@]}")
+      --out "$outroot/$benchmark/$task/$split" --max-prompt-tokens "${MAX_PROMPT_TOKENS:-1024}" "${extra[@]}")
     if [[ -n ${DRY_RUN:-} ]]; then
       printf '%q ' "${command[@]}"
       printf '\n'

@@ -78,6 +78,8 @@ def run_build(
         "--no-progress",
         "--image-format",
         image_format,
+        "--max-prompt-tokens",  # no downscaling: the floor below decodes and encodes the views as they are
+        "0",
     ]
     start = time.perf_counter()
     process = psutil.Popen(command, stdout=subprocess.DEVNULL)

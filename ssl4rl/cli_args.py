@@ -95,3 +95,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise UserError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
     return index, count
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (argparse turns the error into one usage line)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -112,7 +112,15 @@ def make_rl_parquet():
                 )
                 built[split].append(out)
         out = os.path.join(str(root), "verl")
-        preprocess(PreprocessConfig(out=out, train=built["train"], val=built["validation"], progress=False))
+        preprocess(
+            PreprocessConfig(
+                out=out,
+                train=built["train"],
+                val=built["validation"],
+                allow_shared_images=val_photos is None,  # one set of photographs, two splits' samples
+                progress=False,
+            )
+        )
         return out
 
     return make

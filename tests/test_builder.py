@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 
 from ssl4rl.builder import BuildConfig, build
@@ -152,6 +153,58 @@ def test_a_different_build_in_the_same_directory_is_refused(photo_folder, tmp_pa
         build(config(photo_folder, tmp_path / "x", seed=1))
 
 
+def _copy_photos(sources: list[str], folder, prefix: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for i, path in enumerate(sources):
+        shutil.copy(path, folder / f"{prefix}{i}.png")
+
+
+def test_resume_refuses_an_input_that_changed(small_photos, tmp_path):
+    """The audit: 6 photos built, 3 added whose names sort first, the same command rerun: the kept shards
+    held the old items 0..5, so the dataset had one photo twice and none of the new ones."""
+    photos = sorted(os.path.join(small_photos(96, 9), n) for n in os.listdir(small_photos(96, 9)))
+    folder = tmp_path / "photos"
+    _copy_photos(photos[:6], folder, "b")
+    out = tmp_path / "out"
+    build(config(str(folder), out, samples_per_shard=3))
+    _copy_photos(photos[6:], folder, "a")
+    with pytest.raises(
+        UserError, match=r"input changed since the build started \(.*photos: 9 items, was 6\)"
+    ):
+        build(config(str(folder), out, samples_per_shard=3))
+
+
+def test_resume_with_a_limit_refuses_other_first_items_and_other_sizes(small_photos, tmp_path):
+    photos = sorted(os.path.join(small_photos(96, 9), n) for n in os.listdir(small_photos(96, 9)))
+    folder = tmp_path / "photos"
+    _copy_photos(photos[:6], folder, "b")
+    build(config(str(folder), tmp_path / "limit", limit=4))
+    _copy_photos(photos[6:7], folder, "c")  # sorts after the first four: they are unchanged
+    assert build(config(str(folder), tmp_path / "limit", limit=4))["complete"]
+    _copy_photos(photos[7:8], folder, "a")  # sorts first: the first four are other files now
+    with pytest.raises(UserError, match="other item names among its 4 items"):
+        build(config(str(folder), tmp_path / "limit", limit=4))
+    os.unlink(folder / "a0.png")
+    build(config(str(folder), tmp_path / "sizes"))
+    shutil.copy(photos[8], folder / "b1.png")  # replaced in place by another photo
+    with pytest.raises(UserError, match="files of other sizes"):
+        build(config(str(folder), tmp_path / "sizes"))
+
+
+def test_resume_of_the_same_files_with_other_times_warns_and_keeps_the_bytes(small_photos, tmp_path, capsys):
+    """A copy of the input (another machine's for --shard i/N) has the same names and sizes, other times."""
+    folder = tmp_path / "photos"
+    _copy_photos(sorted(glob.glob(f"{small_photos(96, 9)}/*"))[:6], folder, "b")
+    build(config(str(folder), tmp_path / "out", samples_per_shard=2))
+    before = shard_bytes(tmp_path / "out")
+    for path in folder.iterdir():
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    manifest = build(config(str(folder), tmp_path / "out", samples_per_shard=2))
+    assert manifest["complete"] and shard_bytes(tmp_path / "out") == before
+    assert "other modification times" in capsys.readouterr().err
+    assert manifest["source"]["fingerprint"]["items"] == 6
+
+
 def _save(image: Image.Image, path, **kwargs):
     image.save(path, **kwargs)
 
@@ -204,20 +257,66 @@ def test_unusable_input_is_one_clear_error(tmp_path):
     assert json.load(open(tmp_path / "o2" / "manifest-train.json"))["skipped"] == {"corrupt": 2}
 
 
-def test_token_budget_downscales_so_every_prompt_fits(photo_paths, tmp_path):
-    folder = tmp_path / "big"
-    folder.mkdir()
+@pytest.fixture(scope="module")
+def big_photos(tmp_path_factory, photo_paths) -> str:
+    folder = tmp_path_factory.mktemp("big")
     for i, path in enumerate(photo_paths):  # 300 to 1411 px: rotation pairs cost 230 to 5000 tokens
         shutil.copy(path, folder / f"{i}{os.path.splitext(path)[1]}")
-    manifest = build(config(str(folder), tmp_path / "fit", max_prompt_tokens=1024))
+    return str(folder)
+
+
+def test_token_budget_downscales_so_every_prompt_fits_by_default(big_photos, photo_paths, tmp_path):
+    """The audit: without --max-prompt-tokens a 1411 px photo gave a 5,004-image-token sample while the
+    manifest said would_be_dropped_by_overlong_filter: 0. The paper's 1024 is the default now."""
+    manifest = build(config(big_photos, tmp_path / "fit"))
     rows = pq.read_table(glob.glob(f"{tmp_path}/fit/data/*.parquet")).to_pylist()
     assert len(rows) == len(photo_paths)
     dropped = manifest["counts"]["would_be_dropped_by_overlong_filter"]
     assert 0 < dropped == manifest["counts"]["downscaled_for_token_budget"] < len(rows)
+    assert manifest["token_budget"] == {"max_prompt_tokens": 1024, "overlong_counted_against": 1024}
     for row in rows:
         text_bound = len(row["query"].replace("<image>", "").encode()) + 64
-        assert row["image_tokens"] + text_bound <= 1024
+        assert row["image_tokens"] + text_bound <= 1024 and row["prompt_tokens"] <= 1024
         assert row["scale"] < 1.0 or row["image_tokens"] + text_bound <= 1024
+
+
+@pytest.mark.parametrize("no_budget", [None, 0])
+def test_without_a_budget_views_keep_their_size_and_overlong_samples_are_counted(
+    big_photos, tmp_path, no_budget
+):
+    manifest = build(config(big_photos, tmp_path / "raw", max_prompt_tokens=no_budget))
+    rows = pq.read_table(glob.glob(f"{tmp_path}/raw/data/*.parquet")).to_pylist()
+    assert {row["scale"] for row in rows} == {1.0} and max(row["image_tokens"] for row in rows) > 4000
+    over = sum(row["prompt_tokens"] > 1024 for row in rows)
+    assert manifest["counts"]["would_be_dropped_by_overlong_filter"] == over > 0
+    assert manifest["token_budget"] == {"max_prompt_tokens": None, "overlong_counted_against": 1024}
+    assert manifest["counts"]["downscaled_for_token_budget"] == 0
+
+
+def test_the_default_budget_is_the_recipe_prompt_length():
+    from ssl4rl.builder.config import DEFAULT_MAX_PROMPT_TOKENS
+    from ssl4rl.configs import CONFIG_DIR
+
+    with open(os.path.join(CONFIG_DIR, "ssl4rl_grpo.yaml")) as f:
+        recipe = yaml.safe_load(f)
+    assert DEFAULT_MAX_PROMPT_TOKENS == recipe["data"]["max_prompt_length"] == 1024
+
+
+def test_cli_budget_flag_default_opt_out_and_warning(big_photos, tmp_path, capsys):
+    from ssl4rl.cli import main as cli_main
+
+    base = ["build", "--task", "rotation", "--source", "folder", "--input", big_photos, "--no-progress"]
+    assert cli_main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert "warning" not in capsys.readouterr().out
+    for spelling in ("0", "none"):
+        assert cli_main([*base, "--out", str(tmp_path / spelling), "--max-prompt-tokens", spelling]) == 0
+        assert "prompts over 1024 tokens (no --max-prompt-tokens budget)" in capsys.readouterr().out
+        manifest = json.load(open(tmp_path / spelling / "manifest.json"))["splits"]["train"]
+        assert manifest["config"]["max_prompt_tokens"] is None
+    assert shard_bytes(tmp_path / "0") == shard_bytes(tmp_path / "none")
+    with pytest.raises(SystemExit):  # argparse: "invalid max_prompt_tokens value: 'lots'"
+        cli_main([*base, "--out", str(tmp_path / "bad"), "--max-prompt-tokens", "lots"])
+    assert "invalid max_prompt_tokens value" in capsys.readouterr().err
 
 
 def test_outputs_get_ordinary_file_permissions(photo_folder, tmp_path):
@@ -231,3 +330,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_wrong_tokenizer_is_one_line_and_leaves_nothing_to_resume(small_photos, tmp_path, tiny_model):
+    """A mistyped --tokenizer used to fail after the resume marker was written (and after hub retries)."""
+    folder = small_photos(96, 4)
+    out = tmp_path / "typo"
+    for wrong, reason in [(str(tmp_path / "no-such-model"), "no such directory"), (folder, "no tokenizer_config")]:
+        with pytest.raises(UserError, match=reason):
+            build(config(folder, out, tokenizer=wrong))
+    assert not out.exists() or not os.listdir(out)
+    manifest = build(config(folder, tmp_path / "exact", tokenizer=tiny_model))
+    assert manifest["counts"]["written"] > 0

@@ -3,6 +3,7 @@ model whose accuracy per level is known."""
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import math
@@ -12,6 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
@@ -344,6 +346,7 @@ def test_statistics_match_a_model_of_known_accuracy(noise_folder, tmp_path):
     assert first.startswith("# ssl4rl build ")
     argv = shlex.split(first[2:])
     assert argv[argv.index("--granularity") + 1] == "90"
+    assert argv[argv.index("--max-prompt-tokens") + 1] == "1024"  # the budget the levels were built with
     assert argv[argv.index("--input") + 1] == noise_folder
     loaded = yaml.safe_load(text)
     assert loaded["status"] == "in_band" and loaded["builds"][0]["config"]["knobs"] == {"granularity": 90}
@@ -382,6 +385,37 @@ def test_a_level_that_builds_nothing_is_reported_not_fatal(noise_folder, tmp_pat
     # Other settings in the same --out get their own build instead of the builder's refusal.
     config.samples_per_level = 6
     assert calibrate(config, generator=generator)["levels"][0]["prompts"] == 6
+
+
+def test_changed_images_rebuild_the_cached_levels(tmp_path):
+    """Level builds are cached by their settings; images changed since are built again, not refused."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(folder / f"b{i}.png")
+    generator = ScriptedGenerator(lambda request: "<think> x </think> <answer> 90 </answer>")
+    config = CalibrationConfig(
+        task="rotation",
+        images=str(folder),
+        out=str(tmp_path / "calib"),
+        levels=["granularity=90"],
+        samples_per_level=4,
+        rollouts=2,
+        progress=False,
+    )
+
+    def built_keys() -> list[str]:
+        files = glob.glob(os.path.join(config.out, "levels", "*", "data", "*.parquet"))
+        return [
+            key for f in files for key in pq.read_table(f, columns=["source_key"])["source_key"].to_pylist()
+        ]
+
+    calibrate(config, generator=generator)
+    assert "a0.png" not in built_keys()
+    Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(folder / "a0.png")
+    calibrate(config, generator=generator)
+    assert "a0.png" in built_keys()
 
 
 @pytest.mark.parametrize(

@@ -53,12 +53,27 @@ def specs(tmp_path_factory, photo_folder) -> dict[str, str]:
     from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
 
     built = str(root / "built")
-    build(
-        BuildConfig(
-            task="position", source="folder", input=str(root / "photos"), out=built, limit=4, progress=False
+    for split in ("train", "validation"):
+        build(
+            BuildConfig(
+                task="position",
+                source="folder",
+                input=str(root / "photos"),
+                out=built,
+                split=split,
+                limit=4,
+                progress=False,
+            )
+        )
+    preprocess(
+        PreprocessConfig(
+            out=str(root / "verl"),
+            train=[f"{built}:train"],
+            val=[f"{built}:validation"],
+            allow_shared_images=True,
+            progress=False,
         )
     )
-    preprocess(PreprocessConfig(out=str(root / "verl"), train=[built], val=[built], progress=False))
     paths["val_parquet"] = str(root / "verl" / "val.parquet")
     return paths
 

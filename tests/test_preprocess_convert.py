@@ -138,11 +138,12 @@ def test_paper_split_rows_match_verl_format_and_pass_bytes_through(built, tmp_pa
 
 def test_explicit_train_and_val_with_split_suffix(built, tmp_path):
     rot = built["rotation"]
-    preprocess(
+    manifest = preprocess(
         PreprocessConfig(
             out=str(tmp_path),
             train=[f"{rot}:test", built["jigsaw"]],
             val=[f"{rot}:validation"],
+            allow_shared_images=True,  # every fixture is built from the same photographs
             progress=False,
         )
     )
@@ -153,6 +154,113 @@ def test_explicit_train_and_val_with_split_suffix(built, tmp_path):
     }
     assert {(r["extra_info"]["task"], r["extra_info"]["split"]) for r in val} == {("rotation", "validation")}
     assert sorted(r["extra_info"]["index"] for r in train) == list(range(len(train)))
+    overlap = manifest["train_val_overlap"]
+    assert overlap["checked_rows"] == {"train": len(train), "val": len(val)}
+    assert overlap["same_rows"] == 0 and overlap["train_rows_sharing_source_images"] == len(train)
+
+
+# ---- train/val overlap and incomplete builds --------------------------------------------------------
+
+
+def test_validation_rows_read_again_as_training_rows_are_refused(built, tmp_path):
+    """The audit: `--train X --val X:validation` put X's validation rows in train.parquet as well."""
+    rot = built["rotation"]
+    config = dict(out=str(tmp_path / "out"), train=[rot], val=[f"{rot}:validation"], progress=False)
+    with pytest.raises(UserError, match=r"^\d+ training rows are also validation rows"):
+        preprocess(PreprocessConfig(**config))
+    with pytest.raises(UserError, match=r"^\d+ training rows are also validation rows"):
+        preprocess(PreprocessConfig(**config, allow_shared_images=True))  # same rows, not just same photos
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_validation_from_the_training_photos_is_refused_unless_allowed(built, tmp_path):
+    """A train and a validation build of one folder: other samples, the same photographs."""
+    config = dict(
+        train=[f"{built['rotation']}:test"], val=[f"{built['rotation']}:validation"], progress=False
+    )
+    with pytest.raises(UserError, match="training rows use source images that validation rows use too"):
+        preprocess(PreprocessConfig(out=str(tmp_path / "refused"), **config))
+    manifest = preprocess(PreprocessConfig(out=str(tmp_path / "allowed"), allow_shared_images=True, **config))
+    assert manifest["train_val_overlap"]["shared_images_allowed"] is True
+
+
+def test_validation_from_other_photos_passes_the_overlap_check(small_photo_dir, tmp_path):
+    names = sorted(os.listdir(small_photo_dir))
+    dirs = {}
+    for side, chosen in (("train", names[:5]), ("validation", names[5:])):
+        photos = tmp_path / f"{side}_photos"
+        photos.mkdir()
+        for name in chosen:
+            (photos / name).symlink_to(os.path.join(small_photo_dir, name))
+        dirs[side] = build_dataset(str(photos), str(tmp_path / side), "rotation", side)
+    manifest = preprocess(
+        PreprocessConfig(
+            out=str(tmp_path / "out"), train=[dirs["train"]], val=[dirs["validation"]], progress=False
+        )
+    )
+    overlap = manifest["train_val_overlap"]
+    assert overlap["checked_rows"] == {"train": 5, "val": len(names) - 5}
+    assert overlap["same_rows"] == overlap["train_rows_sharing_source_images"] == 0
+
+
+def build_shards(photo_dir: str, out: str, shard: tuple[int, int]) -> None:
+    from ssl4rl.builder import BuildConfig, build
+
+    build(
+        BuildConfig(
+            task="rotation",
+            source="folder",
+            input=photo_dir,
+            out=out,
+            samples_per_shard=3,
+            shard=shard,
+            progress=False,
+        )
+    )
+
+
+def test_incomplete_builds_are_refused_unless_allowed(small_photo_dir, tmp_path, capsys):
+    """The audit: after only `ssl4rl build --shard 0/2` preprocess wrote what was there without a word."""
+    out = str(tmp_path / "built")
+    build_shards(small_photo_dir, out, (0, 2))  # 9 photos, 3 per shard: shards 0 and 2 of 3
+    config = dict(train=[out], holdout_fraction=0.5, progress=False)
+    with pytest.raises(UserError, match=r"incomplete build: .*split 'train' has 2 of 3 shards built"):
+        preprocess(PreprocessConfig(out=str(tmp_path / "refused"), **config))
+    manifest = preprocess(PreprocessConfig(out=str(tmp_path / "allowed"), allow_incomplete=True, **config))
+    assert manifest["incomplete_inputs"] == [
+        f"{out}: split 'train' has 2 of 3 shards built (manifest-train.part-0-of-2.json; the other --shard runs have not finished)"
+    ]
+    assert manifest["inputs"][0]["incomplete"] and manifest["config"]["allow_incomplete"]
+    code = cli_main(
+        [
+            "preprocess",
+            "--train",
+            out,
+            "--holdout-fraction",
+            "0.5",
+            "--allow-incomplete",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
+    assert code == 0 and "warning: incomplete input used" in capsys.readouterr().out
+
+    build_shards(small_photo_dir, out, (1, 2))  # the other run: now whole
+    manifest = preprocess(PreprocessConfig(out=str(tmp_path / "whole"), **config))
+    assert manifest["incomplete_inputs"] == [] and manifest["inputs"][0]["rows"] == 9
+    one_shard = os.path.join(out, "data", "train-00001.parquet")
+    with pytest.raises(UserError, match="is read from 1 of its 3 shards"):
+        preprocess(
+            PreprocessConfig(
+                out=str(tmp_path / "one"), train=[one_shard], holdout_fraction=0.5, progress=False
+            )
+        )
+    for name in os.listdir(out):  # as a killed build leaves it
+        if name.startswith("manifest"):
+            os.unlink(os.path.join(out, name))
+    with pytest.raises(UserError, match="a build that has not finished"):
+        preprocess(PreprocessConfig(out=str(tmp_path / "killed"), **config))
 
 
 # ---- held-out split by source image ---------------------------------------------------------------
@@ -293,9 +401,15 @@ def test_path_only_images_are_read_without_decoding(small_photo_dir, tmp_path):
     ]
     table = pa.table({"images": images, "query": ["<image>q"] * 3, "answer": ["top-left"] * 3})
     pq.write_table(table, tmp_path / "PositionQA" / "train.parquet")
+    (tmp_path / "val" / "PositionQA").mkdir(parents=True)
+    pq.write_table(table.slice(0, 2), tmp_path / "val" / "PositionQA" / "test.parquet")
     out = tmp_path / "out"
     spec = str(tmp_path / "PositionQA")
-    preprocess(PreprocessConfig(out=str(out), train=[spec], val=[spec], progress=False))
+    preprocess(
+        PreprocessConfig(
+            out=str(out), train=[spec], val=[str(tmp_path / "val" / "PositionQA")], progress=False
+        )
+    )
     train = read(out / "train.parquet")
     assert [r["images"][0] for r in train] == [{"bytes": open(p, "rb").read(), "path": None} for p in paths]
     assert {r["extra_info"]["task"] for r in train} == {"position"}
@@ -304,15 +418,16 @@ def test_path_only_images_are_read_without_decoding(small_photo_dir, tmp_path):
 def test_missing_image_file_skips_the_row(small_photo_dir, tmp_path):
     good = os.path.join(small_photo_dir, sorted(os.listdir(small_photo_dir))[0])
     images = [[{"bytes": None, "path": good}], [{"bytes": None, "path": str(tmp_path / "gone.png")}]]
-    pq.write_table(
-        pa.table({"images": images, "query": ["<image>q"] * 2, "answer": ["positive"] * 2}),
-        tmp_path / "c.parquet",
-    )
+    for name in ("c.parquet", "c_val.parquet"):  # the same rows in another file: other source keys
+        pq.write_table(
+            pa.table({"images": images, "query": ["<image>q"] * 2, "answer": ["positive"] * 2}),
+            tmp_path / name,
+        )
     manifest = preprocess(
         PreprocessConfig(
             out=str(tmp_path / "out"),
             train=[str(tmp_path / "c.parquet")],
-            val=[str(tmp_path / "c.parquet")],
+            val=[str(tmp_path / "c_val.parquet")],
             task="contrastive",
             progress=False,
         )
@@ -330,13 +445,14 @@ def test_bad_rows_are_skipped_and_counted(small_photo_dir, tmp_path):
     rows["query"][0] = "<image>only one placeholder for two images"
     rows["answer"][1] = None
     rows["images"][2] = []
-    Dataset.from_dict(rows, features=release_features()).to_parquet(str(tmp_path / "rotation.parquet"))
+    for name in ("rotation.parquet", "rotation_val.parquet"):
+        Dataset.from_dict(rows, features=release_features()).to_parquet(str(tmp_path / name))
     out = tmp_path / "out"
     manifest = preprocess(
         PreprocessConfig(
             out=str(out),
             train=[str(tmp_path / "rotation.parquet")],
-            val=[str(tmp_path / "rotation.parquet")],
+            val=[str(tmp_path / "rotation_val.parquet")],
             progress=False,
         )
     )

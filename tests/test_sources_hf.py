@@ -187,3 +187,15 @@ def test_unusable_inputs(tmp_path):
     only_none.save_to_disk(str(tmp_path / "none"))
     with pytest.raises(UserError, match="no usable images.*no_image: 2"):
         len(open_source("hf", str(tmp_path / "none")))
+
+
+def test_fingerprint_of_a_saved_dataset_covers_its_files(tmp_path):
+    dataset, _ = blink_like()
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    source = open_source("hf", str(tmp_path / "saved"))
+    fingerprint = source.fingerprint(len(source))
+    assert fingerprint["items"] == 6 and fingerprint["files"] >= 2  # the arrow data, state.json, dataset_info
+    dataset.add_column("note", ["edited"] * 3).save_to_disk(str(tmp_path / "saved2"))
+    changed = open_source("hf", str(tmp_path / "saved2"))
+    assert changed.fingerprint(len(changed))["keys"] == fingerprint["keys"]  # same items, other data
+    assert changed.fingerprint(len(changed))["sizes"] != fingerprint["sizes"]

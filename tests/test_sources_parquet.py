@@ -186,3 +186,14 @@ def test_unusable_inputs(tmp_path):
     )
     with pytest.raises(UserError, match="no usable images"):
         len(open_source("parquet", str(tmp_path / "nulls.parquet")))
+
+
+def test_fingerprint_names_the_files_relative_to_the_input(tmp_path):
+    for root in (tmp_path / "a", tmp_path / "b"):
+        (root / "data").mkdir(parents=True)
+        hf_parquet(root / "data" / "train-00000-of-00001.parquet")
+    first, second = (open_source("parquet", str(tmp_path / r), split="train") for r in ("a", "b"))
+    assert first.fingerprint(len(first))["sizes"] == second.fingerprint(len(second))["sizes"]
+    hf_parquet(tmp_path / "b" / "data" / "train-00000-of-00001.parquet", row_group_size=1)
+    rewritten = open_source("parquet", str(tmp_path / "b"), split="train")
+    assert rewritten.fingerprint(len(rewritten))["sizes"] != first.fingerprint(len(first))["sizes"]

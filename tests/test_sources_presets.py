@@ -213,9 +213,19 @@ def test_build_script_loops_over_tasks_and_splits(tmp_path, mmbench_sample):
     assert len(lines) == 4
     assert lines[0].endswith(
         f"build --task rotation --source blink --input {tmp_path / 'BLINK'} --split val "
-        f"--out {tmp_path / 'out' / 'blink' / 'rotation' / 'val'} --workers 4"
+        f"--out {tmp_path / 'out' / 'blink' / 'rotation' / 'val'} --max-prompt-tokens 1024 --workers 4"
     )
     assert " --split test " in lines[1] and " --task jigsaw " in lines[3]
+    unbudgeted = subprocess.run(
+        [script, "blink", str(tmp_path / "BLINK"), str(tmp_path / "out"), "rotation"],
+        env=dict(env, MAX_PROMPT_TOKENS="0"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(
+        line.strip().endswith("--max-prompt-tokens 0") for line in unbudgeted.stdout.strip().splitlines()
+    )
     result = subprocess.run(
         [script, "mmbench", mmbench_sample, str(tmp_path / "out")],
         env=env,

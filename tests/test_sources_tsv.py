@@ -138,3 +138,19 @@ def test_image_column_option(tmp_path):
     path = write_tsv(tmp_path / "renamed.tsv", [{"index": 3, "picture": b64png(pattern(3))}])
     source = open_source("tsv", path, image_column="picture")
     np.testing.assert_array_equal(np.asarray(source.load(0).image), pattern(3))
+
+
+def test_fingerprint_follows_the_file_not_its_place(vlmeval_tsv, tmp_path):
+    path, _ = vlmeval_tsv
+    source = open_source("tsv", path)
+    print_ = source.fingerprint(len(source))
+    assert print_["items"] == len(source) and print_["files"] == 1
+    copy = tmp_path / "elsewhere" / "bench.tsv"
+    copy.parent.mkdir()
+    copy.write_bytes(open(path, "rb").read())
+    moved = open_source("tsv", str(copy)).fingerprint(len(source))
+    assert {k: moved[k] for k in ("keys", "sizes")} == {k: print_[k] for k in ("keys", "sizes")}
+    with open(path, "a") as f:  # one more row: the same keys for the first items, another file size
+        f.write(f"9\tq9\t\t{b64png(pattern(9))}\n")
+    grown = open_source("tsv", path)
+    assert grown.fingerprint(len(source))["sizes"] != print_["sizes"]

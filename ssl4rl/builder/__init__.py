@@ -15,6 +15,7 @@ import itertools
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -29,9 +30,14 @@ from .config import BuildConfig
 from .samples import ChunkResult, SampleFactory, build_chunk_in_worker, init_worker
 from .writer import ShardWriter, shard_path, stats_path
 
-__all__ = ["BuildConfig", "build"]
+__all__ = ["BuildConfig", "InputChanged", "build"]
 
 CHUNK_SAMPLES = 16  # samples per worker task: small enough to balance, large enough to amortise IPC
+
+
+class InputChanged(UserError):
+    """The output directory holds a build of another version of the input (callers that own the
+    directory, like calibration's level cache, may start it afresh)."""
 
 
 def build(config: BuildConfig) -> dict:
@@ -41,6 +47,7 @@ def build(config: BuildConfig) -> dict:
         factory = SampleFactory(config)
     except (UnknownNameError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
+    factory.load_tokenizer()
     n_sources = len(factory.source)
     if config.limit is not None:
         n_sources = min(n_sources, config.limit)
@@ -49,26 +56,57 @@ def build(config: BuildConfig) -> dict:
             f"task {config.task!r} needs at least {factory.task.min_sources} usable source images, "
             f"{config.input} has {n_sources}"
         )
-    check_resumable(config)
+    fingerprint = factory.source.fingerprint(n_sources)
+    check_resumable(config, fingerprint)
     plans = factory.task.plan(n_sources, np.random.default_rng(config.plan_seed()))
     shard_stats = run_shards(config, factory, plans)
-    return finish(config, factory, n_sources, shard_stats, time.time() - started)
+    return finish(config, factory, n_sources, shard_stats, time.time() - started, fingerprint)
 
 
-def check_resumable(config: BuildConfig) -> None:
-    """Refuse to mix two different builds in one output directory."""
+def check_resumable(config: BuildConfig, fingerprint: dict) -> None:
+    """Refuse to mix two different builds, or one build over two versions of its input, in one output
+    directory: finished shards are kept on resume, so a changed input would repeat or miss images."""
     marker = os.path.join(config.out, f".build-{config.split}.json")
     identity = _jsonable(config.identity())
-    if os.path.exists(marker):
-        previous = read_json(marker)
-        if previous != identity:
-            changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
-            raise UserError(
-                f"{config.out} already holds a different {config.split!r} build (changed: {', '.join(changed)}); "
-                "use another --out or delete it"
-            )
-    else:
-        write_json(marker, identity)
+    if not os.path.exists(marker):
+        write_json(marker, identity | {"input_fingerprint": fingerprint})
+        return
+    previous = read_json(marker)
+    before = previous.pop("input_fingerprint", None)
+    if previous != identity:
+        changed = sorted(k for k in set(previous) | set(identity) if previous.get(k) != identity.get(k))
+        raise UserError(
+            f"{config.out} already holds a different {config.split!r} build (changed: {', '.join(changed)}); "
+            "use another --out or delete it"
+        )
+    change = input_change(before, fingerprint)
+    if change:
+        raise InputChanged(
+            f"input changed since the build started ({config.input}: {change}); use another --out or delete it"
+        )
+    if before["mtimes"] != fingerprint["mtimes"]:
+        # Same names and sizes, other times: most often a copy of the input (another machine's, for
+        # --shard i/N) or files touched; an edit that kept every size is the one change this lets through.
+        print(
+            f"warning: {config.input}: files have other modification times than when the build started "
+            "(same names and sizes); resuming. If their content changed, delete the output and rebuild",
+            file=sys.stderr,
+        )
+
+
+def input_change(before: dict | None, now: dict) -> str | None:
+    """What differs between two source fingerprints that makes finished shards wrong, in words."""
+    if before is None:
+        return "the build was started by an ssl4rl that did not record its input"
+    if before["items"] != now["items"]:
+        return f"{now['items']} items, was {before['items']}"
+    if before["keys"] != now["keys"]:
+        return f"other item names among its {now['items']} items (files added, removed or renamed)"
+    if before["files"] != now["files"]:
+        return f"read from {now['files']} files, was {before['files']}"
+    if before["sizes"] != now["sizes"]:
+        return "files of other sizes (replaced or edited)"
+    return None
 
 
 def _jsonable(data):
@@ -204,7 +242,14 @@ class _chunk_runner:
         return False
 
 
-def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: dict, seconds: float) -> dict:
+def finish(
+    config: BuildConfig,
+    factory: SampleFactory,
+    n_sources: int,
+    stats: dict,
+    seconds: float,
+    fingerprint: dict,
+) -> dict:
     ours = [s for s in stats.values() if s is not None]
     complete = all(os.path.exists(stats_path(config.out, config.split, k)) for k in stats)
     every = [read_json(stats_path(config.out, config.split, k)) for k in sorted(stats)] if complete else ours
@@ -224,7 +269,7 @@ def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: d
         "task": factory.task.name,
         "data_source": factory.task.data_source,
         "knobs": factory.task.knob_dict(),
-        "source": factory.source.describe() | {"id": factory.source_id},
+        "source": factory.source.describe() | {"id": factory.source_id, "fingerprint": fingerprint},
         "split": config.split,
         "seed": config.seed,
         "config": _jsonable(config.identity() | {"workers": config.workers, "shard": list(config.shard)}),
@@ -238,6 +283,12 @@ def finish(config: BuildConfig, factory: SampleFactory, n_sources: int, stats: d
             "shards_in_this_manifest": len(every),
             "downscaled_for_token_budget": sum(s["downscaled"] for s in every),
             "would_be_dropped_by_overlong_filter": sum(s["overlong_without_budget"] for s in every),
+        },
+        # what the counts above were measured against: samples over `overlong_counted_against` tokens before
+        # any downscaling (the build's own budget, or the recipe's 1024 when it has none)
+        "token_budget": {
+            "max_prompt_tokens": config.max_prompt_tokens,
+            "overlong_counted_against": config.overlong_budget,
         },
         "skipped": dict(sorted(skipped.items())),
         "skip_examples": skip_examples,

@@ -14,6 +14,11 @@ from ..images import DEFAULT_MAX_SOURCE_PIXELS, MIN_SIDE, Encoding
 # Qwen2.5-VL-3B-Instruct's preprocessor_config.json limits (the processor verl and the paper train with).
 QWEN25VL_MAX_PIXELS = 12845056
 PLAN_STREAM = 0x504C414E  # "PLAN": keeps the plan's random stream apart from every sample's
+# The paper's prompt budget: verl's data.max_prompt_length in configs/ssl4rl_grpo.yaml (and TRL's
+# max_prompt_length). The default, so that a build fits the recipe unless told otherwise; a prompt over
+# it stops a verl run (the recipe keeps filter_overlong_prompts off) or is dropped by the filter.
+DEFAULT_MAX_PROMPT_TOKENS = 1024
+NO_BUDGET = ("0", "none")  # --max-prompt-tokens spellings of "views keep their size"
 
 
 @dataclass
@@ -32,7 +37,8 @@ class BuildConfig:
     shard: tuple[int, int] = (0, 1)  # (i, N): this machine builds output shards k with k % N == i
     samples_per_shard: int = 1000
     encoding: Encoding = field(default_factory=Encoding)
-    max_prompt_tokens: int | None = None  # downscale views so every prompt fits (the paper trains with 1024)
+    # downscale views so every prompt fits; None (or 0): no budget, views keep their size
+    max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = QWEN25VL_MAX_PIXELS
     tokenizer: str | None = None  # exact text-token counts; without it a safe upper bound is used
@@ -52,8 +58,16 @@ class BuildConfig:
             raise UserError("--samples-per-shard must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit must be at least 1")
+        if self.max_prompt_tokens == 0:
+            self.max_prompt_tokens = None  # one spelling of "no budget", so both give one build identity
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 64:
             raise UserError("--max-prompt-tokens below 64 leaves no room for a prompt")
+
+    @property
+    def overlong_budget(self) -> int:
+        """The budget samples are counted against for `would_be_dropped_by_overlong_filter`: the build's
+        own, else the recipe's, so a build without one still says what verl would refuse."""
+        return self.max_prompt_tokens or DEFAULT_MAX_PROMPT_TOKENS
 
     @property
     def split_id(self) -> int:
@@ -71,3 +85,10 @@ class BuildConfig:
         for key in ("out", "workers", "shard", "progress"):
             data.pop(key)
         return data
+
+
+def max_prompt_tokens(text: str) -> int | None:
+    """`--max-prompt-tokens` as typed: a token count, or 0 / none for no budget."""
+    if text.strip().lower() in NO_BUDGET:
+        return None
+    return int(text)  # argparse turns a ValueError into "invalid max_prompt_tokens value"

@@ -13,8 +13,9 @@ import numpy as np
 from PIL import Image
 
 from ..budget import TokenBudget, scaled_size, text_token_upper_bound
-from ..errors import require
+from ..errors import UserError, require
 from ..images import SkipSample, encode_image
+from ..model_reference import check_model_reference
 from ..sources import open_source
 from ..tasks import IMAGE_PLACEHOLDER, Plan, get_task
 from .config import BuildConfig
@@ -84,10 +85,11 @@ class SampleFactory:
         query = self.task.prompt(example)
         sizes = [view.size for view in views]
         scale = 1.0
+        text_tokens = self.text_tokens(query, len(views))
+        if self.budget.image_tokens(sizes) > self.config.overlong_budget - text_tokens:
+            result.overlong_without_budget += 1
         if self.config.max_prompt_tokens is not None:
-            image_limit = self.config.max_prompt_tokens - self.text_tokens(query, len(views))
-            if self.budget.image_tokens(sizes) > image_limit:
-                result.overlong_without_budget += 1
+            image_limit = self.config.max_prompt_tokens - text_tokens
             fitted = self.budget.fit_scale(sizes, image_limit, min_side=self.config.min_side)
             if fitted is None:
                 raise SkipSample(
@@ -143,10 +145,23 @@ class SampleFactory:
             self._text_tokens[query] = cached
         return cached
 
+    def load_tokenizer(self) -> None:
+        """Load `--tokenizer` now (the builder calls this before writing anything, so a wrong name is one
+        line and leaves no resume marker behind; workers inherit the loaded tokenizer)."""
+        if self._tokenizer is not None or not self.config.tokenizer:
+            return
+        reference = check_model_reference(self.config.tokenizer, "--tokenizer", need="tokenizer_config.json")
+        transformers = require("transformers", "torch", "exact prompt-token counts (--tokenizer)")
+        try:
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(reference)
+        except (OSError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"--tokenizer {self.config.tokenizer}: cannot load a tokenizer ({first_line})"
+            ) from None
+
     def exact_text_tokens(self, query: str, n_images: int) -> int:
-        if self._tokenizer is None:
-            transformers = require("transformers", "torch", "exact prompt-token counts (--tokenizer)")
-            self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.config.tokenizer)
+        self.load_tokenizer()
         # verl splits the prompt at each <image> into image and text items before templating.
         content: list[dict[str, str]] = []
         for i, piece in enumerate(query.split(IMAGE_PLACEHOLDER)):

@@ -230,15 +230,14 @@ def build_commands(config, levels: list[Level], recommendation: dict[str, Any]) 
         }
         if config.source_options:
             build["source_options"] = dict(config.source_options)
-        if config.max_prompt_tokens is not None:
-            build["max_prompt_tokens"] = config.max_prompt_tokens
+        # always said, since None (no budget) is not the builder's default
+        build["max_prompt_tokens"] = config.max_prompt_tokens
         argv = ["ssl4rl", "build", "--task", build["task"], "--source", build["source"]]
         argv += ["--input", build["input"], "--split", build["split"], "--seed", str(build["seed"])]
         argv += ["--out", build["out"], *knob_flags(level.knobs)]
         for key, value in build.get("source_options", {}).items():
             argv += ["--source-option", f"{key}={value}"]
-        if "max_prompt_tokens" in build:
-            argv += ["--max-prompt-tokens", str(build["max_prompt_tokens"])]
+        argv += ["--max-prompt-tokens", str(build["max_prompt_tokens"] or "none")]
         commands.append({"level": label, "command": shlex.join(argv), "build": build})
     return commands
 

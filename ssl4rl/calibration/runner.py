@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 import zlib
 from collections import Counter
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..builder import BuildConfig, build
+from ..builder import BuildConfig, InputChanged, build
+from ..builder.config import DEFAULT_MAX_PROMPT_TOKENS
 from ..errors import UserError
 from ..evaluation.backends import Request, Sampling, make_generator, sample_responses
 from ..evaluation.questions import load_image
@@ -55,7 +57,9 @@ class CalibrationConfig:
     max_pixels: int | None = None
     backend: str = "auto"
     batch_size: int | None = None  # prompts per generate call (each with `rollouts` responses)
-    max_prompt_tokens: int | None = None  # passed to the builder (and to the recommended command)
+    # passed to the builder and the recommended command; the builder's default, so the calibrated samples
+    # are the ones a default build trains on; None: no budget
+    max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
     workers: int = 1
     reward_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
@@ -224,7 +228,11 @@ def build_level(config: CalibrationConfig, level: Level) -> dict[str, Any]:
     directory = build_config.out = os.path.join(config.out, "levels", f"{level.slug}-{digest}")
     result = {"dir": directory, "written": 0, "skipped": {}, "error": None, "samples": []}
     try:
-        manifest = build(build_config)
+        try:
+            manifest = build(build_config)
+        except InputChanged:  # the images changed since this level was cached: build it again
+            shutil.rmtree(directory)
+            manifest = build(build_config)
     except UserError as exc:
         if "no usable samples" not in str(exc):
             raise  # a bad source or option fails every level alike: report it once

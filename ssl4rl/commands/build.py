@@ -6,7 +6,7 @@ import argparse
 
 from ..budget import DEFAULT_MIN_PIXELS
 from ..builder import BuildConfig, build
-from ..builder.config import QWEN25VL_MAX_PIXELS
+from ..builder.config import DEFAULT_MAX_PROMPT_TOKENS, QWEN25VL_MAX_PIXELS, max_prompt_tokens
 from ..cli_args import parse_key_values, parse_shard
 from ..errors import UserError
 from ..images import Encoding
@@ -60,8 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument(
         "--max-prompt-tokens",
-        type=int,
-        help="downscale views so each prompt fits this many tokens (the paper trains with 1024)",
+        type=max_prompt_tokens,
+        default=DEFAULT_MAX_PROMPT_TOKENS,
+        metavar="N",
+        help=f"downscale views so each prompt fits N tokens (default {DEFAULT_MAX_PROMPT_TOKENS}: the paper's, "
+        "verl's data.max_prompt_length in the recipes); 0 or none: views keep their size, and the manifest "
+        f"counts the samples over {DEFAULT_MAX_PROMPT_TOKENS}",
     )
     parser.add_argument("--min-pixels", type=int, help="processor min_pixels for the token estimate")
     parser.add_argument(
@@ -145,4 +149,11 @@ def run(args: argparse.Namespace) -> int:
         f"{manifest['task']}/{manifest['split']}: {counts['written']} samples written, "
         f"{counts['skipped']} skipped ({skipped}), {manifest['seconds']} s, {state} -> {args.out}"
     )
+    overlong = counts["would_be_dropped_by_overlong_filter"]
+    if overlong and config.max_prompt_tokens is None:
+        print(
+            f"warning: {overlong} samples have prompts over {manifest['token_budget']['overlong_counted_against']} "
+            "tokens (no --max-prompt-tokens budget): verl stops on them with the ssl4rl recipe, or its "
+            "overlong filter drops them"
+        )
     return 0

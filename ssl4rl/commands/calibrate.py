@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..builder.config import DEFAULT_MAX_PROMPT_TOKENS, max_prompt_tokens
 from ..calibration import CalibrationConfig, calibrate
 from ..cli_args import parse_key_values
 
@@ -82,8 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-prompt-tokens",
-        type=int,
-        help="build option: downscale views so prompts fit (the paper trains with 1024)",
+        type=max_prompt_tokens,
+        default=DEFAULT_MAX_PROMPT_TOKENS,
+        metavar="N",
+        help=f"build option: downscale views so prompts fit N tokens (default {DEFAULT_MAX_PROMPT_TOKENS}, as "
+        "`ssl4rl build`); 0 or none: no budget",
     )
     parser.add_argument("--workers", type=int, default=1, help="builder worker processes")
     parser.add_argument(

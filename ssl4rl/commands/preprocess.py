@@ -11,18 +11,22 @@ layout) into verl's RL parquet: OUT/train.parquet, OUT/val.parquet and OUT/manif
 Image bytes are copied as they are (no decoding); memory stays flat in dataset size.
 
 Validation data comes from exactly one of:
-  --val DIR...              explicit validation inputs
+  --val DIR...              explicit validation inputs; refused when a validation row is also a training
+                            row, or (unless --allow-shared-images) made from a source image a training
+                            row uses
   --holdout-fraction F      a held-out share of the --train inputs' SOURCE IMAGES (seeded hash of
                             source + source_key): no image is in both files, across tasks too
   --paper-split             the paper's setup: train on every input row (SSL data built from the
                             benchmark's test and validation splits), validate on rows of --val-split
 
-An input is a built directory, a parquet/arrow file or directory, optionally with :SPLIT.
+An input is a built directory, a parquet/arrow file or directory, optionally with :SPLIT. A built split
+that is not whole (a killed build, --shard i/N runs still pending, a single shard file) is refused unless
+--allow-incomplete.
 
 examples:
   ssl4rl preprocess --train data/mmbench/rotation --holdout-fraction 0.05 --out data/verl/rotation
   ssl4rl preprocess --train data/mmb/rot-test data/mmb/rot-val --paper-split --out data/verl/rot-paper
-  ssl4rl preprocess --train data/photos/jigsaw:train --val data/photos/jigsaw:validation --out data/verl/jig
+  ssl4rl preprocess --train data/photos/jigsaw --val data/held_out_photos/jigsaw --out data/verl/jig
   ssl4rl preprocess --train release/RotationQA --val release/RotationQA:test --out data/verl/release-rot
 
 Train with: data.train_files=OUT/train.parquet data.val_files=OUT/val.parquet
@@ -50,6 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1024,
         help="report rows whose image tokens alone exceed verl's data.max_prompt_length (default 1024)",
     )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use built splits with missing shards (warned, and listed in the manifest)",
+    )
+    parser.add_argument(
+        "--allow-shared-images",
+        action="store_true",
+        help="let --val rows come from source images that training rows use (counted in the manifest)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -67,9 +81,19 @@ def run(args: argparse.Namespace) -> int:
         batch_rows=args.batch_rows,
         ability=args.ability,
         max_prompt_length=args.max_prompt_length,
+        allow_incomplete=args.allow_incomplete,
+        allow_shared_images=args.allow_shared_images,
         progress=not args.no_progress,
     )
     manifest = preprocess(config)
+    for problem in manifest["incomplete_inputs"]:
+        print(f"warning: incomplete input used (--allow-incomplete): {problem}")
+    overlap = manifest["train_val_overlap"]
+    if isinstance(overlap, dict) and overlap["train_rows_sharing_source_images"]:
+        print(
+            f"warning: {overlap['train_rows_sharing_source_images']} training rows use source images of "
+            "validation rows (--allow-shared-images)"
+        )
     for name, info in manifest["outputs"].items():
         tasks = ", ".join(f"{task} {count}" for task, count in info["by_task"].items())
         print(f"{name}: {info['rows']} rows ({tasks}) -> {info['path']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_args import positive_int
 from ..preview import render_contact_sheet
 
 DESCRIPTION = """Render N samples of a built dataset or a verl parquet as one picture: per sample the views
@@ -18,7 +19,7 @@ example:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="built dataset dir, verl parquet file, or dir of parquet files")
     parser.add_argument("--out", required=True, help="output image; its extension picks the format")
-    parser.add_argument("-n", type=int, default=8, help="number of samples (default 8)")
+    parser.add_argument("-n", type=positive_int, default=8, help="number of samples (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="which samples to show")
 
 

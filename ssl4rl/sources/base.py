@@ -7,6 +7,8 @@ re-open them; `item(i)` may raise `SkipSample` for a bad row (its reason is coun
 
 from __future__ import annotations
 
+import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
@@ -48,6 +50,9 @@ class ImageSource(ABC):
     def item(self, index: int) -> SourceItem:
         """The raw image for item `index`; raises SkipSample for an unusable row."""
 
+    def key(self, index: int) -> str:
+        return self.item(index).key
+
     def load(
         self, index: int, *, min_side: int = MIN_SIDE, max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
     ) -> LoadedImage:
@@ -56,3 +61,33 @@ class ImageSource(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"adapter": self.adapter, "path": self.path, "options": self.options, "items": len(self)}
+
+    def input_files(self, n: int) -> list[tuple[str, str]]:
+        """(name, path) of the files the first `n` items are read from; names are relative to the input
+        so that copies of it on other machines name them alike. Default: the input itself when it is a file."""
+        return [(os.path.basename(self.path), self.path)] if os.path.isfile(self.path) else []
+
+    def fingerprint(self, n: int) -> dict[str, Any]:
+        """What the first `n` items are: their keys, and the names, sizes and modification times of the
+        files they come from, as digests. `ssl4rl build` keeps it to refuse resuming after the input
+        changed; it costs one pass over the keys and one stat per file, no file is read."""
+        keys = hashlib.blake2b(digest_size=16)
+        for index in range(n):
+            keys.update(self.key(index).encode("utf-8", "surrogateescape") + b"\0")
+        return {"items": n, "keys": keys.hexdigest(), **file_listing(self.input_files(n))}
+
+
+def file_listing(files: list[tuple[str, str]]) -> dict[str, Any]:
+    """Digests of (name, size) and of modification times over `files`, kept apart: a copy of the same
+    files elsewhere has the same names and sizes but other times."""
+    sizes = hashlib.blake2b(digest_size=16)
+    times = hashlib.blake2b(digest_size=16)
+    for name, path in files:
+        try:
+            stat = os.stat(path)
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:  # removed since indexing: a listing of its own
+            size, mtime = -1, -1
+        sizes.update(f"{name}\0{size}\0".encode("utf-8", "surrogateescape"))
+        times.update(f"{mtime}\0".encode())
+    return {"files": len(files), "sizes": sizes.hexdigest(), "mtimes": times.hexdigest()}

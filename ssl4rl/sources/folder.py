@@ -63,3 +63,8 @@ class FolderSource(LazySource):
         if not os.path.isfile(path):  # removed after indexing
             raise SkipSample("missing_image", relative)
         return SourceItem(key=relative, data=path)
+
+    def input_files(self, n: int) -> list[tuple[str, str]]:
+        return [
+            (relative, os.path.join(self.path, *relative.split("/"))) for relative in self._ensure_index()[:n]
+        ]

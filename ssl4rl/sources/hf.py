@@ -38,8 +38,10 @@ from ._common import (
     circular_copies,
     empty_source_error,
     find_files,
+    relative_key,
     scan_column,
     select_split_files,
+    walk_sorted,
 )
 from .base import SourceItem, register_source
 
@@ -303,6 +305,17 @@ class HFSource(LazySource):
             value = value[k] if value is not None and k < len(value) else None
         base_dir = self.path if os.path.isdir(self.path) else None
         return SourceItem(key=key, data=cell_data(value, kind, key, base_dir))
+
+    def input_files(self, n: int) -> list[tuple[str, str]]:
+        if os.path.isfile(self.path):
+            return [(os.path.basename(self.path), self.path)]
+        if os.path.isdir(self.path):
+            return [
+                (relative_key(os.path.join(d, name), self.path), os.path.join(d, name))
+                for d, name in walk_sorted(self.path)
+            ]
+        # a hub id: the arrow files of its cache, named without the cache directory (it differs per machine)
+        return [(os.path.basename(f), f) for files in self._ensure_index()["cache_files"] for f in files]
 
     def source_label(self) -> str:
         label = os.path.basename(os.path.normpath(self.path)) if os.path.exists(self.path) else self.path

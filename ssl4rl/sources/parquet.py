@@ -252,6 +252,10 @@ class ParquetSource(LazySource):
         base_dir = os.path.dirname(self._index["files"][file_id])
         return SourceItem(key=key, data=cell_data(value, kind, key, base_dir))
 
+    def input_files(self, n: int) -> list[tuple[str, str]]:
+        index = self._ensure_index()
+        return [(os.path.relpath(f, index["root"]).replace(os.sep, "/"), f) for f in index["files"]]
+
     def source_label(self) -> str:
         label = os.path.basename(os.path.normpath(self.path))
         return f"{label}[{self.split}]" if self.split and self._splits_by_file() else label

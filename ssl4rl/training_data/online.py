@@ -105,6 +105,8 @@ class OnlinePart:
                 encoding=Encoding(**spec.encoding),
                 tokenizer=spec.tokenizer or (_tokenizer_name(tokenizer) if tokenizer is not None else None),
                 progress=False,
+                # the trainer's limit, or none: not the builder's default, which stands for the recipe's trainer
+                max_prompt_tokens=overrides.pop("max_prompt_tokens"),
                 **{k: v for k, v in overrides.items() if v is not None},
             )
             base = (_ImageKeepingFactory if spec.image_format == "pil" else SampleFactory)(self.config)

@@ -44,7 +44,8 @@ class OnlinePartConfig:
     # "pil": derived views stay PIL images in the row (verl and TRL take them as they are; no PNG encode
     # and decode per item); "encoded": the builder's bytes, identical to the static parquet's
     image_format: str = "pil"
-    # None: the trainer's max_prompt_length (verl data config / TRL), else no budget
+    # None: the trainer's max_prompt_length (verl data config / TRL), else no budget (unlike `ssl4rl build`,
+    # whose default 1024 stands in for the recipe's trainer, an online part knows the trainer it feeds)
     max_prompt_tokens: int | None = None
     min_pixels: int | None = None  # None: the processor's limits when a processor is given
     max_pixels: int | None = None

@@ -28,6 +28,8 @@ from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..rl_row import ABILITY, IMAGE_PLACEHOLDER, IMAGE_TYPE, RLParquetWriter, rl_table
 from ..tasks import TASKS
+from .build_status import incomplete_splits
+from .overlap import OverlapCheck
 
 DEFAULT_BATCH_ROWS = 64  # rows per streamed record batch and output row group
 RELEASE_COLUMNS = ("images", "query", "answer")
@@ -54,6 +56,8 @@ class PreprocessConfig:
     batch_rows: int = DEFAULT_BATCH_ROWS
     ability: str = ABILITY
     max_prompt_length: int = 1024  # only reported: rows whose image tokens alone exceed it
+    allow_incomplete: bool = False  # use built splits with missing shards (recorded in the manifest)
+    allow_shared_images: bool = False  # --val rows may come from source images training rows use
     progress: bool = True
 
     def __post_init__(self):
@@ -99,6 +103,7 @@ class DatasetInput:
     files: list[InputFile] = field(default_factory=list)
     layout: str = ""  # "built" or "release"
     task: str | None = None  # release layout: the task of every row
+    incomplete: list[str] = field(default_factory=list)  # built splits that are not whole, and why
 
     def describe(self) -> dict:
         return {
@@ -111,6 +116,7 @@ class DatasetInput:
             "files": len(self.files),
             "rows": sum(f.rows or 0 for f in self.files),
             "built_manifest": _built_manifest_summary(self.path),
+            "incomplete": self.incomplete,
         }
 
 
@@ -563,12 +569,32 @@ class OutputFile:
         self._writer.abort()
 
 
+def check_complete(inputs: list[DatasetInput], allow: bool) -> list[str]:
+    """Refuse built inputs that hold only part of a split (unless `allow`); returns what was let through."""
+    problems = []
+    for item in inputs:
+        if item.layout == "built":
+            item.incomplete = incomplete_splits(item.path, [(f.path, f.rows) for f in item.files])
+            problems += [f"{item.spec}: {problem}" for problem in item.incomplete]
+    if problems and not allow:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(
+            f"incomplete build: {problems[0]}{more}; finish it (rerun `ssl4rl build`, or its other --shard "
+            "runs) or pass --allow-incomplete to use what is there"
+        )
+    return problems
+
+
 def preprocess(config: PreprocessConfig) -> dict:
     """Write train.parquet, val.parquet and manifest.json under `config.out`; returns the manifest."""
 
     started = time.time()
     inputs = [resolve_input(parse_spec(s, "train"), config.task) for s in config.train]
     inputs += [resolve_input(parse_spec(s, "val"), config.task) for s in config.val]
+    incomplete = check_complete(inputs, config.allow_incomplete)
+    # --val is checked against training: its rows are read first, so only they are held in memory
+    overlap = OverlapCheck() if config.mode == "explicit" else None
+    order = sorted(inputs, key=lambda item: item.role != "val") if overlap else inputs
     total_rows = sum(f.rows or 0 for item in inputs for f in item.files)
     known_total = all(f.rows is not None for item in inputs for f in item.files)
     os.makedirs(config.out, exist_ok=True)
@@ -592,15 +618,21 @@ def preprocess(config: PreprocessConfig) -> dict:
         dynamic_ncols=True,
     )
     try:
-        for item in inputs:
+        for item in order:
             for batch in canonical_batches(item, config.batch_rows, skips):
                 input_bytes += batch.input_bytes
                 bar.update(batch.input_rows)
                 if batch.table.num_rows == 0:
                     continue
+                if overlap is not None:
+                    add = overlap.add_val if item.role == "val" else overlap.add_train
+                    add(batch.table, batch.partner_keys)
                 for name, mask in route(config, item, batch, stats).items():
                     everything = pc.all(mask).as_py()
                     outputs[name].write(batch.table if everything else batch.table.filter(mask))
+        refusal = overlap.refusal(config.allow_shared_images) if overlap else None
+        if refusal:
+            raise UserError(refusal)
         for output in outputs.values():
             output.finish()
         empty = [name for name in OUTPUTS if outputs[name].rows == 0]
@@ -632,6 +664,14 @@ def preprocess(config: PreprocessConfig) -> dict:
         "outputs": {name: outputs[name].summary() for name in OUTPUTS},
         "skipped": dict(sorted(skips.items())),
         "split_stats": dict(sorted(stats.items())),
+        "incomplete_inputs": incomplete,
+        "train_val_overlap": (
+            overlap.summary(config.allow_shared_images)
+            if overlap
+            else "not checked: --paper-split trains on the validation rows by design"
+            if config.mode == "paper"
+            else "none by construction: --holdout-fraction routes every source image to one side"
+        ),
         "input_batch_bytes": input_bytes,
         "seconds": round(time.time() - started, 2),
     }
