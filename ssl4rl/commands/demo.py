@@ -32,7 +32,7 @@ warmed up on synthetic replies (image-independent), so it sometimes writes the a
 knows nothing about images. With --model Qwen/Qwen2.5-VL-3B-Instruct (or a local directory) on a GPU the
 same command is a real small experiment with the paper's settings (learning rate 1e-6, no format reward).
 
-Defaults that depend on the model (tiny / other): --steps 96 / 20, --num-generations 8 / 5,
+Defaults that depend on the model (tiny / other): --steps 80 / 20, --num-generations 16 / 5,
 --prompts-per-step 4 / 2, --learning-rate 2e-3 / 1e-6, --warmup-steps 10 / 0, --max-completion-length 16 / 512,
 --format-weight 0.2 / 0. The tiny model's learning rate suits a 0.26M-parameter model; the paper's
 1e-6 is for 3B parameters and would not move the tiny one.

@@ -73,7 +73,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         config.images,
         os.path.join(out, "photos"),
         config.image_limit(),
-        config.image_size,
+        config.image_side(),
         holdout_fraction,
         seed,
     )
