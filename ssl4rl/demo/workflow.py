@@ -274,6 +274,11 @@ def task_knobs(tasks: list[str], knobs: dict[str, Any]) -> dict[str, dict[str, A
                 except ValueError as exc:
                     raise UserError(f"--knobs {name}={value}: {exc}") from None
                 used.add(name)
+        try:
+            task_cls(**chosen[task])  # the task's own checks (e.g. granularity must divide 360), up front
+        except (TypeError, ValueError) as exc:
+            given = " ".join(f"{k}={v}" for k, v in chosen[task].items())
+            raise UserError(f"--knobs {given}: {exc}") from None
     unused = sorted(set(knobs) - used)
     if unused:
         raise UserError(f"--knobs {', '.join(unused)}: no knob of {', '.join(tasks)} (see `ssl4rl tasks`)")
