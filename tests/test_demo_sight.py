@@ -6,11 +6,17 @@ same training with the policy shown other rows' images) does not.
 A pipeline that drops the images, misaligns image tokens or attaches rewards to the wrong rows fails
 this test: its seeing run learns no more than its blind control.
 
-Margin, from the default demo at seeds 0-2 on the 2-core machine (MEASURED below): the seeing run's
-held-out accuracy minus the blind control's was SPREAD. The test asks for at least `MIN_GAIN` points,
-well inside every measured run, and for the report's own verdict (`sees`: the seeing run's 95% interval
-above chance and the best single answer, its paired gain over the blind control excluding zero, the
-blind control's interval not above guessing).
+Margin, from the default demo at seeds 0, 1 and 2 on the project's 2-core machine (2026-11-30): held-out
+accuracy (384 rows) of the seeing run 100.0 / 100.0 / 100.0%, of the blind control 53.1 / 48.7 / 47.7%
+(chance 50%, best single answer 53.1 / 51.3 / 52.3%), so seeing minus blind was 46.9 / 51.3 / 52.3 points
+(paired 95% intervals from +41.9 to +57.3). The test asks for at least `MIN_GAIN` = 25 points, half the
+smallest measured gain, and for the report's own verdict (`sees`: the seeing run's 95% interval above
+chance and the best single answer, its paired gain over the blind control excluding zero, the blind
+control's interval not above guessing).
+
+Duration: the whole default demo (tiny model, 320 scenes, two 80-step GRPO runs, three held-out evals):
+482 s for this file on the 2-core machine at load average 2.4-5.5 (other jobs beside it; 1.6-2.9 s per
+GRPO step); its numbers were the seed-0 run's above to the digit.
 """
 
 from __future__ import annotations

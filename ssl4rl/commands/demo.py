@@ -40,7 +40,7 @@ Defaults that depend on the model (tiny / other): --steps 80 / 20, --num-generat
 examples:
   ssl4rl demo --out runs/demo
   ssl4rl demo --out runs/demo-paper --tasks paper --images skimage --steps 64 --blind none
-  ssl4rl demo --out runs/demo-4way --knobs granularity=90 --steps 200
+  ssl4rl demo --out runs/demo-4way --knobs granularity=90   # four angles: a harder variant
   ssl4rl demo --out runs/demo-3b --model Qwen/Qwen2.5-VL-3B-Instruct --steps 50 --tasks rotation position"""
 
 
