@@ -15,8 +15,8 @@ chance and the best single answer, its paired gain over the blind control exclud
 control's interval not above guessing).
 
 Duration: the whole default demo (tiny model, 320 scenes, two 80-step GRPO runs, three held-out evals):
-482 s for this file on the 2-core machine at load average 2.4-5.5 (other jobs beside it; 1.6-2.9 s per
-GRPO step); its numbers were the seed-0 run's above to the digit.
+482 s for this file on the 2-core machine at load average 2.4-5.5 (other jobs beside it; 2.0-2.9 s per
+GRPO step on average); its numbers were the seed-0 run's above to the digit.
 """
 
 from __future__ import annotations

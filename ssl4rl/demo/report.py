@@ -74,8 +74,9 @@ def render_demo_markdown(summary: Mapping[str, Any]) -> str:
         "",
         "- `../photos/{train,val}/`: the staged photographs of each side; `../ssl/<task>/<side>_round<r>/`: "
         "built SSL datasets; `../verl/`: RL parquet (train.parquet, val.parquet); `../train/`: GRPO run "
-        "(`final/` model, `tensorboard/`, `metrics.jsonl`); `../eval/{before,after}/`: per-sample predictions "
-        "and reports; `../manifest.json`: everything above with timings.",
+        "(`final/` model, `tensorboard/`, `metrics.jsonl`); `../train_blind/`: the blind control's run (when "
+        "there is one); `../eval/{before,after,after_blind}/`: per-sample predictions and reports; "
+        "`../manifest.json`: everything above with timings.",
     ]
     return "\n".join(lines) + "\n"
 
