@@ -31,8 +31,8 @@ def _base_type(annotation: Any) -> str:
 
 def add_dataclass_arguments(parser, cls: type, *, skip: Iterable[str] = ()) -> list[str]:
     """One flag per field of dataclass `cls` (bool: --x/--no-x, list: nargs +, dict: repeatable KEY=VALUE
-    read by `typed_key_value` and given as a list of (key, value) pairs, int/float typed). Returns the
-    destinations added."""
+    read by `typed_key_value` and given as a list of (key, value) pairs, int/float typed; metadata `const`:
+    the value of the flag given without one). Returns the destinations added."""
     added = []
     for field in dataclasses.fields(cls):
         if field.name in skip or field.metadata.get("cli") is False:
@@ -55,6 +55,10 @@ def add_dataclass_arguments(parser, cls: type, *, skip: Iterable[str] = ()) -> l
             options["type"] = {"int": int, "float": float}.get(kind, str)
             if "metavar" in field.metadata:
                 options["metavar"] = field.metadata["metavar"]
+            if (
+                "const" in field.metadata
+            ):  # a flag whose value may be left out: `--resume` = `--resume latest`
+                options.update(nargs="?", const=field.metadata["const"])
         parser.add_argument(field.metadata.get("flag", flag_name(field.name)), **options)
         added.append(field.name)
     return added

@@ -14,7 +14,7 @@ registered tasks (`90`, `top-left`, `positive`, `3 horizontal`, ...) are single 
 like `<think></think><answer>90</answer>` is 5 tokens.
 
 With `reply_prior=True` the random weights get a short next-token warm-up (`REPLY_PRIOR_STEPS`,
-~20 s on one CPU core) on synthetic chat turns, standing in for the instruction following a
+15-60 s on one CPU core, depending on how busy it is) on synthetic chat turns, standing in for the instruction following a
 pretrained VLM brings: a purely random model writes `<answer>...</answer>` with probability ~1e-8 per
 reply, so GRPO would never see a reward. The warm-up replies follow the format only sometimes
 (`REPLY_MIX`) and answer with one of the asked task's answers only half of the time (`ON_TASK_SHARE`),
@@ -32,6 +32,7 @@ import tempfile
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from .answer import ANSWER_CLOSE, ANSWER_OPEN, FORMAT_INSTRUCTION, THINK_CLOSE, THINK_OPEN
 from .errors import require
@@ -154,9 +155,11 @@ _CORPUS = [
 ]
 
 
-def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0, reply_prior: bool = False) -> str:
+def build_tiny_qwen2_5_vl(
+    out_dir: str, seed: int = 0, reply_prior: bool = False, progress: bool = False
+) -> str:
     """Write a tiny random Qwen2.5-VL to `out_dir` (`build_tiny_model` for the default family)."""
-    return build_tiny_model(out_dir, seed=seed, reply_prior=reply_prior)
+    return build_tiny_model(out_dir, seed=seed, reply_prior=reply_prior, progress=progress)
 
 
 def tiny_pixel_limits(family: ModelFamily) -> tuple[int, int]:
@@ -167,12 +170,17 @@ def tiny_pixel_limits(family: ModelFamily) -> tuple[int, int]:
 
 
 def build_tiny_model(
-    out_dir: str, seed: int = 0, reply_prior: bool = False, family: str | ModelFamily = QWEN2_5_VL
+    out_dir: str,
+    seed: int = 0,
+    reply_prior: bool = False,
+    family: str | ModelFamily = QWEN2_5_VL,
+    progress: bool = False,
 ) -> str:
     """Write a tiny random VLM of `family` (model, tokenizer, processor, chat template) to `out_dir`.
 
-    `reply_prior`: warm the random weights up on synthetic replies (`REPLY_MIX`, a few seconds on a
-    CPU) so that sampled replies sometimes follow the answer format; see the module docstring.
+    `reply_prior`: warm the random weights up on synthetic replies (`REPLY_MIX`; `REPLY_PRIOR_STEPS` steps,
+    20-60 s on one CPU core) so that sampled replies sometimes follow the answer format; see the module
+    docstring. `progress`: show a progress bar of the warm-up on stderr.
     Deterministic: the same seed gives byte-identical weights. The directory is written to a
     temporary sibling first and moved into place, so a crash never leaves a half-written model.
     Returns `out_dir`.
@@ -190,7 +198,11 @@ def build_tiny_model(
         tokenizer = _build_tokenizer(transformers, family)
         processor = _PROCESSORS[family.name](tokenizer, min_pixels, max_pixels)
         model = _build_model(torch, _MODELS[family.name](tokenizer), seed, tokenizer)
-        prior = _warm_up_reply_prior(torch, model, tokenizer, seed, family) if reply_prior else None
+        prior = (
+            _warm_up_reply_prior(torch, model, tokenizer, seed, family, progress=progress)
+            if reply_prior
+            else None
+        )
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         # generation defaults: sampling stays on so GRPO groups differ; the trainer overrides anyway
@@ -526,11 +538,18 @@ def _reply_ids(
 
 
 def _warm_up_reply_prior(
-    torch, model, tokenizer, seed: int, family: ModelFamily = QWEN2_5_VL, steps: int = REPLY_PRIOR_STEPS
+    torch,
+    model,
+    tokenizer,
+    seed: int,
+    family: ModelFamily = QWEN2_5_VL,
+    steps: int | None = None,
+    progress: bool = False,
 ) -> dict:
     """Next-token training on chat turns: a task's question (with random tokens standing in for its
     images) and a reply drawn from `REPLY_MIX`. Returns what was done, for `ssl4rl_tiny.json`."""
 
+    steps = REPLY_PRIOR_STEPS if steps is None else steps
     rng = np.random.default_rng([seed, 0x5052494F])  # "PRIO": apart from the weights' stream
     answers = {}
     for name in TASKS.names():
@@ -576,7 +595,7 @@ def _warm_up_reply_prior(
             torch.manual_seed(seed)
             optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP_LR, weight_decay=0.0)
             model.train()
-            for _ in range(steps):
+            for _ in tqdm(range(steps), desc="reply-prior warm-up", unit="step", disable=not progress):
                 rows = [example() for _ in range(batch_size)]
                 width = max(len(r[0]) for r in rows)
                 # right padding: positions of real tokens stay 0..n-1, padded labels are ignored

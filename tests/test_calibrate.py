@@ -443,3 +443,37 @@ def test_pass_at_k_estimator_is_unbiased_for_fewer_draws():
     estimates = [pass_at_k(n, sum(sub), k) for sub in itertools.combinations(pool, n)]
     truth = 1 - math.comb(7, k) / math.comb(10, k)
     assert sum(estimates) / len(estimates) == pytest.approx(truth)
+
+
+# ---- advice and plot ---------------------------------------------------------------------------------
+
+
+def test_jigsaw_advice_never_suggests_the_default_scoring():
+    """Partial credit (jigsaw_mode=paper) is the default: advising it would change nothing. It is advised
+    only when the calibration scored exact permutations."""
+    from ssl4rl.calibration.levels import direction_hints
+
+    rows = [_row("grid=2", 0.05), _row("grid=3", 0.0)]
+    for options in (None, {}, {"jigsaw_mode": "paper"}, {"jigsaw_mode": "valid_partial"}):
+        message = recommend(rows, (0.2, 0.8), direction_hints("jigsaw", options))["message"]
+        assert "smaller --grid" in message and "jigsaw_mode" not in message, (options, message)
+    message = recommend(rows, (0.2, 0.8), direction_hints("jigsaw", {"jigsaw_mode": "exact"}))["message"]
+    assert "jigsaw_mode=valid_partial" in message
+
+
+def test_plot_keeps_the_zero_variance_bars_out_of_the_pass_rate_band():
+    from matplotlib.container import BarContainer
+
+    from ssl4rl.calibration.outputs import plot_figure
+
+    rows = []
+    for i, (p, zero) in enumerate([(0.9, 0.7), (0.5, 0.2), (0.1, 0.8)]):
+        rows.append({**_row(f"l{i}", p), "zero_variance_frac": zero, "pass1_se": 0.05, "recommended": i == 1})
+    report = {"levels": rows, "band": (0.2, 0.8), "ks": [1, 4], "task": "jigsaw", "model": "m"}
+    figure = plot_figure(report)
+    band_axes = [ax for ax in figure.axes if any(p.get_label().startswith("target band") for p in ax.patches)]
+    assert len(band_axes) == 1
+    bar_axes = [ax for ax in figure.axes if any(isinstance(c, BarContainer) for c in ax.containers)]
+    assert len(bar_axes) == 1 and bar_axes[0] is not band_axes[0]
+    heights = [bar.get_height() for c in bar_axes[0].containers for bar in c]
+    assert heights == [0.7, 0.2, 0.8]

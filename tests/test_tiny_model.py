@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -102,6 +103,22 @@ def test_cli_refuses_to_overwrite_without_flag(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["tiny-model", str(out), "--overwrite", "--seed", "3"]) == 0
     assert (out / "config.json").exists() and not (out / "keep.txt").exists()
+
+
+def test_reply_prior_shows_its_progress_and_the_help_gives_its_real_duration(tmp_path, capsys, monkeypatch):
+    import ssl4rl.tiny as tiny
+    from ssl4rl.cli import main
+
+    monkeypatch.setattr(tiny, "REPLY_PRIOR_STEPS", 3)  # the real 150 steps take 15-60 s
+    assert main(["tiny-model", str(tmp_path / "m"), "--reply-prior"]) == 0
+    printed = capsys.readouterr()
+    assert "reply-prior warm-up" in printed.err and "3/3" in printed.err
+    info = json.loads((tmp_path / "m" / "ssl4rl_tiny.json").read_text())
+    assert info["reply_prior"]["steps"] == 3
+    with pytest.raises(SystemExit):
+        main(["tiny-model", "-h"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "15-60 s" in help_text and "a few seconds" not in help_text
 
 
 def assert_usual_permissions(directory) -> None:

@@ -331,3 +331,177 @@ def test_online_spec_trains_through_the_backend(tiny_model, photo_paths, tmp_pat
     manifest = train_grpo(config.validate())
     assert manifest["train_data"]["online"] is True and manifest["status"] == "done"
     assert any(key.startswith("ssl4rl/rotation/") for key in _logged_keys(tmp_path / "run"))
+
+
+# ---- resumable runs ----------------------------------------------------------------------------------
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptAfterStep:
+    """A callback that stops the run like a Ctrl-C once `step` is logged (later than the last checkpoint)."""
+
+    def __init__(self, step: int):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if state.global_step >= outer.step:
+                    raise _Interrupt(f"interrupted after step {state.global_step}")
+
+        self.step, self.callback = step, Callback()
+
+
+def _log_lines(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(path, "model.safetensors"))
+
+
+def test_resume_continues_bit_identically_to_an_uninterrupted_run(tiny_model, verl_data, tmp_path):
+    """6 steps of 2 prompts over 6 training rows (3 steps an epoch): an uninterrupted run against one stopped
+    after step 5 (its last checkpoint is step 4, inside epoch 2) and resumed from the latest checkpoint, then
+    resumed again from checkpoint-2 (crossing the epoch boundary after the resume). Same losses, rewards and
+    sampled lengths for every continued step, same final weights."""
+    import torch
+
+    settings = dict(max_steps=6, save_steps=2, limit=6, learning_rate=2e-3, report_to=["tensorboard"], seed=3)
+    whole = train_grpo(_config(tiny_model, verl_data, tmp_path / "whole", **settings))
+    assert whole["global_step"] == 6
+    reference = {line["step"]: line for line in _log_lines(tmp_path / "whole") if "loss" in line}
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6]
+
+    run = tmp_path / "run"
+    interrupt = _InterruptAfterStep(5)
+    with pytest.raises(_Interrupt):
+        train_grpo(_config(tiny_model, verl_data, run, **settings), callbacks=[interrupt.callback])
+    assert json.loads((run / "manifest.json").read_text())["status"].startswith("failed: _Interrupt")
+    assert {"checkpoint-2", "checkpoint-4"} <= set(os.listdir(run)) and not (run / "final").exists()
+    assert [line["step"] for line in _log_lines(run) if "loss" in line] == [1, 2, 3, 4, 5]
+
+    keys = ("loss", "reward", "completions/mean_length", "kl", "grad_norm", "epoch")
+    for resume, first_new in (("latest", 5), ("checkpoint-2", 3)):
+        manifest = train_grpo(_config(tiny_model, verl_data, run, resume=resume, **settings))
+        assert manifest["status"] == "done" and manifest["global_step"] == 6
+        assert manifest["resumed"][-1]["step"] == first_new - 1
+        lines = [line for line in _log_lines(run) if "loss" in line]
+        assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6], resume  # no step logged twice
+        for line in lines:
+            assert {k: line[k] for k in keys} == {k: reference[line["step"]][k] for k in keys}, (resume, line)
+        final, expected = _weights(run / "final"), _weights(tmp_path / "whole" / "final")
+        assert all(torch.equal(final[k], expected[k]) for k in expected), resume
+    scalars = _scalar_tags(str(run / "tensorboard"))
+    assert len(scalars["train/loss"]) == 6  # events after the resumed checkpoint were purged, not repeated
+
+
+def test_a_rerun_into_a_used_output_dir_is_refused_and_resume_needs_a_full_checkpoint(
+    tiny_model, verl_data, tmp_path
+):
+    run = tmp_path / "run"
+    train_grpo(_config(tiny_model, verl_data, run, max_steps=2, save_steps=2, report_to=["none"]))
+    with pytest.raises(
+        UserError, match=r"already holds a run \(.*checkpoint-2.*\); continue it with --resume"
+    ):
+        train_grpo(_config(tiny_model, verl_data, run, max_steps=2, report_to=["none"]))
+    with pytest.raises(UserError, match="no such checkpoint .*checkpoint-2"):
+        train_grpo(_config(tiny_model, verl_data, run, resume="checkpoint-9", report_to=["none"]))
+    with pytest.raises(UserError, match="no checkpoint-N in"):
+        train_grpo(_config(tiny_model, verl_data, tmp_path / "empty", resume="latest", report_to=["none"]))
+    light = tmp_path / "light"
+    train_grpo(
+        _config(
+            tiny_model, verl_data, light, max_steps=2, save_steps=2, save_only_model=True, report_to=["none"]
+        )
+    )
+    with pytest.raises(UserError, match="lacks optimizer.pt"):
+        train_grpo(_config(tiny_model, verl_data, light, max_steps=4, resume="latest", report_to=["none"]))
+    # the refusals left the runs as they were
+    assert json.loads((run / "manifest.json").read_text())["status"] == "done"
+
+
+def test_console_shows_one_compact_line_per_step_and_the_card_names_base_model_tasks_reward(
+    tiny_model, verl_data, tmp_path, capsys, caplog
+):
+    import logging
+
+    from ssl4rl.backends.trl.callbacks import compact_line
+
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        manifest = train_grpo(
+            _config(tiny_model, verl_data, run, max_steps=3, save_steps=0, report_to=["none"])
+        )
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    step_lines = [line for line in text.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in step_lines] == ["1/3", "2/3", "3/3"], text
+    for line in step_lines:
+        assert len(line) < 240 and "{" not in line
+        # the tasks the step's batch held, each with its reward, accuracy, format rate, zero-variance share
+        segments = line.split(" | ")[1:]
+        assert segments and all(seg.split(":")[0] in ("rotation", "position") for seg in segments), line
+        assert all(
+            " reward " in seg and " acc " in seg and " format " in seg and " zero-var " in seg
+            for seg in segments
+        )
+    assert "'loss'" not in text and "trained 3 steps in" in text
+    assert "new PAD/BOS/EOS tokens" not in caplog.text + text
+
+    card = (run / "README.md").read_text()
+    assert card == (run / "final" / "README.md").read_text()
+    assert tiny_model in card and "[None]" not in card
+    assert "position (" in card and "rotation (" in card and "`ssl4rl.reward`" in card
+    # what transformers 4.x loaders need is beside the 5.x files
+    assert (run / "final" / "preprocessor_config.json").exists() and manifest["legacy_files"]
+
+    line = compact_line(
+        {"ssl4rl/jigsaw/score": 0.5, "ssl4rl/jigsaw/acc": 0.25, "ssl4rl/jigsaw/format": 1.0, "loss": 0.1},
+        4,
+        10,
+    )
+    assert line == "step 4/10 | jigsaw: reward 0.500 acc 0.250 format 1.00"
+    assert compact_line({"eval_ssl4rl/jigsaw/acc": 0.5}, 4, 10) == "eval step 4/10 | jigsaw: acc 0.500"
+    assert compact_line({"train_runtime": 10.0}, 4, 10) == "trained 4 steps in 10.0 s (2.50 s/step)"
+
+
+# ---- blind controls ----------------------------------------------------------------------------------
+
+
+def test_blind_controls_hide_the_images_and_keep_the_answers(tiny_model, verl_data):
+    import numpy as np
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_model)
+    files = [os.path.join(verl_data, "train.parquet")]
+    seeing, _ = load_rl_dataset(files, processor)
+    blank, _ = load_rl_dataset(files, processor, blind="blank")
+    shuffled, report = load_rl_dataset(files, processor, blind="shuffled", seed=5)
+    assert report["blind"]["rows_shown_their_own_images"] == 0
+    rows = [seeing[i] for i in range(len(seeing))]
+    pixels = [[np.asarray(im) for im in row["images"]] for row in rows]
+    for i, row in enumerate(rows):
+        gray, other = blank[i], shuffled[i]
+        # prompt, answer, task: unchanged
+        for column in ("prompt", "reward_model", "data_source"):
+            assert gray[column] == row[column] == other[column]
+        assert [im.size for im in gray["images"]] == [im.size for im in row["images"]]
+        assert all(np.all(np.asarray(im) == 128) for im in gray["images"])
+        # another row's images of the same task: found among the rows, never the row's own
+        shown = [np.asarray(im) for im in other["images"]]
+        matches = [
+            j
+            for j, p in enumerate(pixels)
+            if len(p) == len(shown) and all(np.array_equal(a, b) for a, b in zip(p, shown))
+        ]
+        assert matches and i not in matches
+        assert all(rows[j]["data_source"] == row["data_source"] for j in matches)
+    with pytest.raises(UserError, match="--blind must be"):
+        _config(tiny_model, verl_data, "x", blind="dark").validate()

@@ -38,8 +38,9 @@ def task_class(task: str):
     return TASKS.get(task)
 
 
-def direction_hints(task: str) -> dict[str, str]:
-    return dict(task_class(task).calibration_hints)
+def direction_hints(task: str, reward_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Which knobs to turn when no level is in the band, for a calibration scored with `reward_options`."""
+    return task_class(task).calibration_advice(reward_options)
 
 
 def default_level_specs(task: str) -> list[dict[str, Any]]:

@@ -138,7 +138,17 @@ def _csv_number(value: Any) -> str:
 
 
 def plot(report: dict[str, Any], path: str) -> str:
-    """pass@1 (with standard errors) and the zero-variance fraction per level, the band shaded."""
+    """Write `plot_figure(report)` as a PNG to `path`; returns `path`."""
+    figure = plot_figure(report)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+def plot_figure(report: dict[str, Any]):
+    """Two panels sharing the levels: pass@1 (with standard errors) and pass@k against the shaded target
+    band above, the zero-variance fraction (prompts without GRPO signal) below, so its bars never sit
+    inside a band they are not measured against. Returns the matplotlib Figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -146,19 +156,10 @@ def plot(report: dict[str, Any], path: str) -> str:
     labels = [row["label"] for row in rows]
     positions = list(range(len(rows)))
     low, high = report["band"]
-    figure = Figure(figsize=(max(5.0, 1.3 * len(rows) + 2.5), 4.0), dpi=120)
+    figure = Figure(figsize=(max(5.0, 1.3 * len(rows) + 2.5), 5.0), dpi=120)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
+    axes, zero_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     axes.axhspan(low, high, color="tab:green", alpha=0.15, label=f"target band {low:g}-{high:g}")
-    zero_variance = [row.get("zero_variance_frac") for row in rows]
-    axes.bar(
-        positions,
-        [0.0 if v is None else v for v in zero_variance],
-        width=0.5,
-        color="tab:gray",
-        alpha=0.45,
-        label="zero-variance fraction",
-    )
     measured = [(i, row) for i, row in enumerate(rows) if row[pass_key(1)] is not None]
     if measured:
         axes.errorbar(
@@ -192,17 +193,21 @@ def plot(report: dict[str, Any], path: str) -> str:
                 zorder=5,
                 label="recommended",
             )
-    axes.set_xticks(positions)
-    axes.set_xticklabels(labels, rotation=15, ha="right", fontsize=8)
     axes.set_ylim(0, 1.05)
-    axes.set_xlim(-0.6, len(rows) - 0.4)
-    axes.set_ylabel("fraction")
+    axes.set_ylabel("pass rate")
     axes.set_title(f"{report['task']}: {os.path.basename(str(report['model']).rstrip('/'))}", fontsize=9)
-    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=4)
+    axes.legend(fontsize=7, loc="upper right", ncols=2)
+    zero_variance = [row.get("zero_variance_frac") for row in rows]
+    zero_axes.bar(
+        positions, [0.0 if v is None else v for v in zero_variance], width=0.5, color="tab:gray", alpha=0.6
+    )
+    zero_axes.set_ylim(0, 1.05)
+    zero_axes.set_ylabel("zero-variance\nfraction", fontsize=8)
+    zero_axes.set_xticks(positions)
+    zero_axes.set_xticklabels(labels, rotation=15, ha="right", fontsize=8)
+    zero_axes.set_xlim(-0.6, len(rows) - 0.4)
     figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path
+    return figure
 
 
 # ---- recommended build ---------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def calibrate(config: CalibrationConfig, generator=None, scorer=None) -> dict[st
                 "error": data["error"],
             }
         )
-    recommendation = recommend(rows, config.band, direction_hints(config.task) or None)
+    recommendation = recommend(rows, config.band, direction_hints(config.task, config.reward_options) or None)
     low, high = config.band
     for row in rows:
         p = row[pass_key(1)]

@@ -18,9 +18,10 @@ ssl4rl command that takes --model accepts it. Its image processor keeps images c
 tokens: 28x28 to 56x56 pixels for Qwen2.5-VL, 32x32 to 64x64 for Qwen3-VL), and the answer format tags
 and the tasks' answers are single tokens. Weights are random: use it to check plumbing, not results.
 
---reply-prior warms the random weights up for a few seconds on synthetic replies (some in the
-<think></think><answer>...</answer> format, answers drawn from all tasks at random, ignoring the
-prompt), so GRPO gets reward variance to learn from: `ssl4rl demo` uses it.
+--reply-prior warms the random weights up on synthetic replies (150 next-token steps: 15-60 s on one
+CPU core, with a progress bar; some replies in the <think></think><answer>...</answer> format, answers
+drawn from the asked task's or any task's answers at random, never from the images), so GRPO gets
+reward variance to learn from: `ssl4rl demo` uses it.
 
 examples:
   ssl4rl tiny-model /tmp/tiny-qwen --seed 0
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reply-prior",
         action="store_true",
-        help="warm up on synthetic replies so sampled replies sometimes follow the answer format",
+        help="warm up on synthetic replies so sampled replies sometimes follow the answer format "
+        "(15-60 s on a CPU; shows progress)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it already exists")
 
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out} exists and is not empty; pass --overwrite to replace it")
     if os.path.isfile(args.out):
         raise UserError(f"{args.out} is a file; give a directory path")
-    out = build_tiny_model(args.out, seed=args.seed, reply_prior=args.reply_prior, family=family)
+    out = build_tiny_model(
+        args.out, seed=args.seed, reply_prior=args.reply_prior, family=family, progress=True
+    )
     with open(os.path.join(out, "ssl4rl_tiny.json")) as f:
         info = json.load(f)
     print(f"wrote tiny {family.title} ({info['parameters']:,} parameters, seed {args.seed}) to {out}")

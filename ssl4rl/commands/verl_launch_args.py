@@ -46,7 +46,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const="latest",
         metavar="RUN",
-        help="continue a run: `latest` (no value), a run id, or a run directory; never done unless asked",
+        help="continue a run, never done unless asked: verl: `latest` (no value), a run id or a run directory; "
+        "--backend trl: the newest checkpoint-N in --output-dir (no value) or a named checkpoint",
     )
     parser.add_argument(
         "--objective",

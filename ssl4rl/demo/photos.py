@@ -1,4 +1,8 @@
-"""The demo's photographs: staged as PNGs and split by photograph (whole scenes) into train and held-out."""
+"""The demo's photographs: staged as PNGs and split by photograph (whole scenes) into train and held-out.
+
+Where they come from: synthetic scenes drawn offline (`scenes`, scenes.py), scikit-image's bundled
+photographs (`skimage`), or a directory of the user's own.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ from PIL import Image, ImageOps
 from ..errors import UserError
 from ..fileio import atomic_path
 from ..photos import photo_paths
+from .scenes import SCENE_SIZE, draw_scene
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 MIN_PHOTOS_PER_SIDE = 3  # contrastive needs 3 source images to form distinct negative pairs
+SCENES, SKIMAGE = "scenes", "skimage"  # --images keywords (a directory of that name: ./scenes)
 
 
-def _image_files(directory: str | None) -> list[str]:
+def _image_files(directory: str) -> list[str]:
     """Image files of `directory` (sorted, hidden entries skipped), or the bundled photographs."""
-    if directory is None:
+    if directory == SKIMAGE:
         return photo_paths(include_grayscale=True)
     if not os.path.isdir(directory):
         raise UserError(f"--images {directory}: not a directory")
@@ -57,14 +63,30 @@ def split_photos(paths: list[str], holdout_fraction: float, seed: int) -> dict[s
     return {side: sorted(names) for side, names in split.items()}
 
 
+def _draw_scenes(target: str, count: int, image_size: int, seed: int) -> dict[str, str]:
+    """`count` scenes (scene seeds from the demo seed) as PNGs in `target`; returns name -> name."""
+    names = {}
+    for number in range(count):
+        name = f"{number:04d}_scene.png"
+        image = draw_scene(seed * 100_000 + number, SCENE_SIZE)
+        if 0 < image_size < SCENE_SIZE:
+            image.thumbnail((image_size, image_size))
+        with atomic_path(os.path.join(target, name)) as tmp:
+            image.save(tmp, format="PNG")
+        names[name] = name
+    return names
+
+
 def stage_images(
-    directory: str | None, target: str, max_images: int, image_size: int, holdout_fraction: float, seed: int
+    directory: str, target: str, max_images: int, image_size: int, holdout_fraction: float, seed: int
 ) -> dict[str, list[str]]:
     """Copy (downscaled) images as PNG into `target`/train and `target`/val, split by photograph;
-    unreadable files are skipped. Returns side -> staged file names."""
+    unreadable files are skipped. `directory` may be `scenes` (drawn, `max_images` of them) or `skimage`.
+    Returns side -> staged file names."""
     os.makedirs(target, exist_ok=True)
-    names: dict[str, str] = {}  # source path -> staged file name, in reading order
-    for path in _image_files(directory):
+    # source path -> staged file name, in reading order
+    names: dict[str, str] = _draw_scenes(target, max_images, image_size, seed) if directory == SCENES else {}
+    for path in _image_files(directory) if directory != SCENES else ():
         if max_images and len(names) >= max_images:
             break
         name = f"{len(names):04d}_{os.path.splitext(os.path.basename(path))[0]}.png"
@@ -80,7 +102,7 @@ def stage_images(
         names[path] = name
     needed = 2 * MIN_PHOTOS_PER_SIDE
     if len(names) < needed:
-        where = directory or "scikit-image's data folder"
+        where = "scikit-image's data folder" if directory == SKIMAGE else directory
         raise UserError(
             f"{where}: found {len(names)} readable images; the demo needs at least {needed} "
             f"(at least {MIN_PHOTOS_PER_SIDE} to train on and {MIN_PHOTOS_PER_SIDE} held out)"

@@ -26,12 +26,13 @@ from ..tasks import TASKS, paper_tasks
 from ..tiny import build_tiny_qwen2_5_vl
 from ..training_curves import curve_summary, plot_reward_curves, read_metrics_log, write_text
 from ..training_data.preprocess import PreprocessConfig, preprocess
-from .config import DemoConfig
+from .config import DEFAULT_TASKS, DemoConfig
 from .photos import stage_images
 from .report import render_demo_markdown
+from .verdict import verdicts
 
-STAGES = 7
-DEMO_OUTPUTS = ("photos", "model", "ssl", "verl", "train", "eval", "report", "manifest.json")
+STAGES = 8  # 7 without the blind control
+DEMO_OUTPUTS = ("photos", "model", "ssl", "verl", "train", "train_blind", "eval", "report", "manifest.json")
 SIDES = ("train", "val")
 
 
@@ -59,27 +60,28 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     started = time.time()
     model, seed, rounds, holdout_fraction = config.model, config.seed, config.rounds, config.holdout_fraction
     tasks = task_list(config.tasks)
+    knobs = task_knobs(tasks, config.task_knobs())
     tiny_model = model is None or os.path.exists(os.path.join(model, "ssl4rl_tiny.json"))
     settings = config.settings(tiny_model)
+    blind = None if config.blind == "none" else config.blind
     out = os.path.abspath(config.out)
     _prepare_out(out, config.overwrite)
-    stages = _Stages(STAGES)
+    stages = _Stages(STAGES if blind else STAGES - 1)
 
-    stages.start("photos", "staging photographs, split by photograph into train / held-out")
+    stages.start("photos", f"staging {config.images}, split by photograph into train / held-out")
     photos = stage_images(
         config.images,
         os.path.join(out, "photos"),
-        config.max_images,
-        config.image_size,
+        config.image_limit(),
+        config.image_side(),
         holdout_fraction,
         seed,
     )
-    image_dir = config.images or "scikit-image's bundled photographs"
 
     stages.start("build", f"building SSL tasks: {', '.join(tasks)}")
     model_dir, tiny = _resolve_model(model, os.path.join(out, "model"), seed)
     built, build_counts = _build_tasks(
-        tasks, os.path.join(out, "photos"), os.path.join(out, "ssl"), seed, rounds
+        tasks, os.path.join(out, "photos"), os.path.join(out, "ssl"), seed, rounds, knobs
     )
 
     stages.start("preprocess", "writing verl RL parquet (train: training photos, val: held-out photos)")
@@ -99,45 +101,66 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     )
 
     steps = settings["steps"]
-    stages.start("train", f"GRPO: {steps} steps with the TRL backend")
-    config = TrlGrpoConfig(
-        model=model_dir,
-        train_files=[train_file],
-        output_dir=os.path.join(out, "train"),
-        num_generations=settings["num_generations"],
-        per_device_train_batch_size=settings["num_generations"] * settings["prompts_per_step"],
-        max_completion_length=max_new_tokens,
-        learning_rate=settings["learning_rate"],
-        temperature=1.0,
-        max_steps=steps,
-        save_steps=0,
-        seed=seed,
-        torch_threads=1 if tiny else 0,
-        gradient_checkpointing=not tiny,
-        use_vllm=config.use_vllm,
-        reward_options=reward_options,
-        report_to=["tensorboard"],
-    )
-    train_manifest = train_grpo(config)
 
-    stages.start("eval_after", "held-out SSL accuracy after training")
+    def train(name: str, blind_mode: str | None) -> dict[str, Any]:
+        return train_grpo(
+            TrlGrpoConfig(
+                model=model_dir,
+                train_files=[train_file],
+                output_dir=os.path.join(out, name),
+                num_generations=settings["num_generations"],
+                per_device_train_batch_size=settings["num_generations"] * settings["prompts_per_step"],
+                max_completion_length=max_new_tokens,
+                learning_rate=settings["learning_rate"],
+                warmup_steps=settings["warmup_steps"],
+                lr_scheduler_type="constant_with_warmup" if settings["warmup_steps"] else "constant",
+                temperature=1.0,
+                max_steps=steps,
+                save_steps=0,
+                seed=seed,
+                torch_threads=1 if tiny else 0,
+                gradient_checkpointing=not tiny,
+                use_vllm=config.use_vllm,
+                reward_options=reward_options,
+                report_to=["tensorboard"],
+                blind=blind_mode,
+            )
+        )
+
+    stages.start("train", f"GRPO: {steps} steps with the TRL backend")
+    train_manifest = train("train", None)
+    blind_manifest = None
+    if blind:
+        stages.start(
+            "train_blind", f"blind control: the same {steps} GRPO steps, the policy shown {blind} images"
+        )
+        blind_manifest = train("train_blind", blind)
+
+    stages.start("eval_after", "held-out SSL accuracy after training" + (" (both runs)" if blind else ""))
     final = train_manifest["final_checkpoint"]
     after = _evaluate(
         final, val_file, os.path.join(out, "eval", "after"), max_new_tokens, seed, reward_options
     )
+    blind_after = None
+    if blind_manifest is not None:
+        blind_after = _evaluate(
+            blind_manifest["final_checkpoint"],
+            val_file,
+            os.path.join(out, "eval", "after_blind"),
+            max_new_tokens,
+            seed,
+            reward_options,
+        )
 
     stages.start("report", "writing the report")
     report_dir = os.path.join(out, "report")
-    metrics_log = train_manifest["metrics_log"]
     chance = {
         "train": chance_levels(train_file, reward_options),
         "val": chance_levels(val_file, reward_options),
     }
     window = max(1, steps // 4)
-    curves = curve_summary(metrics_log, window=window, steps=steps)
-    for task, curve in curves.items():
-        curve["chance"] = chance["train"].get(task, {}).get("uniform_reward")
-    plots = plot_reward_curves(metrics_log, report_dir, chance=chance["train"])
+    curves = _curves(train_manifest["metrics_log"], window, steps, chance["train"])
+    plots = plot_reward_curves(train_manifest["metrics_log"], report_dir, chance=chance["train"])
     sheets = {
         task: render_contact_sheet(
             sides["train"][0], os.path.join(report_dir, f"samples_{task}.png"), n=4, seed=seed
@@ -154,12 +177,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "tiny": tiny,
         "tiny_info": _tiny_info(model_dir) if tiny else None,
         "tasks": tasks,
+        "knobs": knobs,
         "steps": steps,
         "settings": settings,
         "reward_options": reward_options,
         "seed": seed,
         "device": train_manifest["device"],
-        "images": image_dir,
+        "images": config.images,
         "photos": sum(len(names) for names in photos.values()),
         "photos_by_split": {side: len(names) for side, names in photos.items()},
         "photo_names": photos,
@@ -174,11 +198,16 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             }
             for task in tasks
         },
-        "eval": {"before": before["tasks"], "after": after["tasks"]},
+        "blind": blind,
+        "eval": {
+            "before": before["tasks"],
+            "after": after["tasks"],
+            **({"blind_after": blind_after["tasks"]} if blind_after else {}),
+        },
         "chance": chance,
         "curves": curves,
         "curve_window": window,
-        "reward_overall": _overall_reward(metrics_log, window, steps),
+        "reward_overall": _overall_reward(train_manifest["metrics_log"], window, steps),
         "plots": plots,
         "contact_sheets": sheets,
         "examples": _examples(os.path.join(out, "eval", "after", "predictions.jsonl"), tasks),
@@ -187,21 +216,73 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "stage_seconds": stages.seconds,
         "versions": package_versions("torch", "transformers", "trl", "datasets"),
     }
+    if blind_manifest is not None:
+        summary["blind_run"] = {
+            "checkpoint": blind_manifest["final_checkpoint"],
+            "curves": _curves(blind_manifest["metrics_log"], window, steps, chance["train"]),
+            "reward_overall": _overall_reward(blind_manifest["metrics_log"], window, steps),
+            "examples": _examples(os.path.join(out, "eval", "after_blind", "predictions.jsonl"), tasks),
+        }
+    summary["verdict"] = verdicts(
+        tasks,
+        os.path.join(out, "eval", "after", "predictions.jsonl"),
+        os.path.join(out, "eval", "after_blind", "predictions.jsonl") if blind_after else None,
+        chance["val"],
+    )
     summary["seconds"] = round(time.time() - started, 2)
     summary["report"] = write_text(os.path.join(report_dir, "README.md"), render_demo_markdown(summary))
     write_json(os.path.join(out, "manifest.json"), summary)
     return summary
 
 
+def _curves(
+    metrics_log: str, window: int, steps: int, chance: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    curves = curve_summary(metrics_log, window=window, steps=steps)
+    for task, curve in curves.items():
+        curve["chance"] = chance.get(task, {}).get("uniform_reward")
+    return curves
+
+
 def task_list(tasks: list[str] | None) -> list[str]:
-    """The tasks to run: the paper's by default, `all` for every registered one, else the named ones."""
+    """The tasks to run: `DEFAULT_TASKS` by default, `paper` for the paper's, `all` for every registered
+    one, else the named ones."""
     if not tasks:
-        return paper_tasks() or list(TASKS.names())
+        return list(DEFAULT_TASKS)
     if [t.lower() for t in tasks] == ["all"]:
         return list(TASKS.names())
+    if [t.lower() for t in tasks] == ["paper"]:
+        return paper_tasks() or list(TASKS.names())
     for task in tasks:
         TASKS.get(task)  # unknown names raise with a "did you mean" hint
     return list(dict.fromkeys(tasks))
+
+
+def task_knobs(tasks: list[str], knobs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Task -> its knobs among `knobs` (values checked by the task); a knob no task has is a one-line error."""
+    chosen: dict[str, dict[str, Any]] = {task: {} for task in tasks}
+    used = set()
+    for task in tasks:
+        task_cls = TASKS.get(task)
+        own = {field.name for field in task_cls.knob_fields()}
+        for name, value in knobs.items():
+            if name in own:
+                try:
+                    chosen[task][name] = task_cls.parse_knob(
+                        name, str(value).lower() if isinstance(value, bool) else str(value)
+                    )
+                except ValueError as exc:
+                    raise UserError(f"--knobs {name}={value}: {exc}") from None
+                used.add(name)
+        try:
+            task_cls(**chosen[task])  # the task's own checks (e.g. granularity must divide 360), up front
+        except (TypeError, ValueError) as exc:
+            given = " ".join(f"{k}={v}" for k, v in chosen[task].items())
+            raise UserError(f"--knobs {given}: {exc}") from None
+    unused = sorted(set(knobs) - used)
+    if unused:
+        raise UserError(f"--knobs {', '.join(unused)}: no knob of {', '.join(tasks)} (see `ssl4rl tasks`)")
+    return chosen
 
 
 def _tiny_info(model_dir: str) -> dict[str, Any] | None:
@@ -234,7 +315,7 @@ def _resolve_model(model: str | None, tiny_dir: str, seed: int) -> tuple[str, bo
 
 
 def _build_tasks(
-    tasks: list[str], photos: str, out: str, seed: int, rounds: int
+    tasks: list[str], photos: str, out: str, seed: int, rounds: int, knobs: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, int]]]:
     """Build every task on each side's photographs `rounds` times (seeds seed*1000 + r; the split name
     is part of every sample's seed too). Returns task -> side -> built directories, and sample counts."""
@@ -248,6 +329,7 @@ def _build_tasks(
                 path = os.path.join(out, task, f"{side}_round{r}")
                 config = BuildConfig(
                     task=task,
+                    knobs=dict(knobs.get(task, {})),
                     source="folder",
                     input=os.path.join(photos, side),
                     out=path,

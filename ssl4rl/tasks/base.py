@@ -154,6 +154,12 @@ class SSLTask(ABC):
         self.knobs = self.Knobs(**knobs)
         self.validate()
 
+    @classmethod
+    def calibration_advice(cls, reward_options: dict[str, Any] | None = None) -> dict[str, str]:
+        """`calibration_hints` for a calibration scored with `reward_options` (a task whose advice depends
+        on how it is scored overrides this)."""
+        return dict(cls.calibration_hints)
+
     # ---- configuration -------------------------------------------------------------------------
     @property
     def data_source(self) -> str:

@@ -141,9 +141,19 @@ class JigsawTask(SSLTask):
     calibration_levels = ({"grid": "2"}, {"grid": "2x3"}, {"grid": "3"}, {"grid": "4"})
     calibration_hints = {
         "harder": "a larger --grid (up to 6, or e.g. 3x4)",
-        "easier": "a smaller --grid (2 is the smallest; 2x3 lies between 2 and 3) or partial credit "
-        "(--reward-option jigsaw_mode=paper)",
+        "easier": "a smaller --grid (2 is the smallest; 2x3 lies between 2 and 3)",
     }
+
+    @classmethod
+    def calibration_advice(cls, reward_options: dict[str, Any] | None = None) -> dict[str, str]:
+        """Partial credit is suggested only where the calibration scored without it: `paper`, the default,
+        already pays per position."""
+        hints = dict(cls.calibration_hints)
+        if (reward_options or {}).get("jigsaw_mode") == "exact":
+            hints["easier"] += (
+                " or partial credit for valid permutations (--reward-option jigsaw_mode=valid_partial)"
+            )
+        return hints
 
     @dataclass
     class Knobs:

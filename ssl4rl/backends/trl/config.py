@@ -69,12 +69,33 @@ class TrlGrpoConfig:
         default_factory=list,
         metadata=_help("held-out verl RL parquet evaluated every --eval-steps", metavar="PATH"),
     )
-    output_dir: str = field(default="", metadata=_help("run directory (checkpoints, logs, manifest)"))
+    output_dir: str = field(
+        default="",
+        metadata=_help("run directory (checkpoints, logs, manifest); must be new or empty unless --resume"),
+    )
+    resume: str | None = field(
+        default=None,
+        metadata=_help(
+            "continue the run in --output-dir: from its newest checkpoint-N (no value, or `latest`) or from a "
+            "named checkpoint (checkpoint-N or a path): weights, optimizer, scheduler, RNG and data position",
+            metavar="CHECKPOINT",
+            const="latest",
+        ),
+    )
     tasks: list[str] = field(
         default_factory=list,
         metadata=_help("keep only these tasks (data_source ssl4rl/<task>); default all", metavar="TASK"),
     )
     limit: int = field(default=0, metadata=_help("use at most this many training rows (0 = all)"))
+    blind: str | None = field(
+        default=None,
+        metadata=_help(
+            "blind control: show the policy blank images (blank) or another row's images of the same task "
+            "(shuffled) while the reward checks each row's own answer; what such a run learns, it learns "
+            "without the images",
+            metavar="MODE",
+        ),
+    )
     # ---- the paper's GRPO recipe mapped onto TRL -----------------------------------------------
     num_generations: int = field(default=5, metadata=_help("completions per prompt (GRPO group size)"))
     beta: float = field(default=0.01, metadata=_help("KL coefficient against the reference model"))
@@ -165,6 +186,13 @@ class TrlGrpoConfig:
         default=200, metadata=_help("checkpoint every N optimizer steps (0 = final only)")
     )
     save_total_limit: int = field(default=0, metadata=_help("keep at most N checkpoints (0 = all)"))
+    save_only_model: bool = field(
+        default=False,
+        metadata=_help(
+            "checkpoints hold the weights only (no optimizer, scheduler, RNG: smaller, but --resume cannot "
+            "continue them)"
+        ),
+    )
     logging_steps: int = field(default=1, metadata=_help("log metrics every N optimizer steps"))
     eval_steps: int = field(default=0, metadata=_help("evaluate --val-files every N steps (0 = never)"))
     report_to: list[str] = field(
@@ -219,6 +247,8 @@ class TrlGrpoConfig:
             )
         trl_objective(self.objective)
         _ = self.lora  # LoraSettings checks the values
+        if self.blind is not None and self.blind not in ("blank", "shuffled"):
+            raise UserError(f"--blind must be blank or shuffled; got {self.blind!r}")
         self.reward_options = validate_options(self.reward_options)
         return self
 

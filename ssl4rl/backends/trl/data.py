@@ -4,7 +4,8 @@
 cells, `data_source`, `reward_model`). GRPOTrainer wants structured multimodal messages and PIL images, so
 `load_rl_dataset` attaches an on-the-fly transform that converts rows as they are read, and drops up front
 the rows that cannot be trained on (task not selected, image/placeholder count mismatch, unreadable image,
-prompt longer than `max_prompt_length`), counting them by reason for the run manifest.
+prompt longer than `max_prompt_length`), counting them by reason for the run manifest. With `blind` the
+transform shows the policy blank or another row's images instead (blind.py: a blind control).
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from ...errors import UserError
 from ...rl_row import PromptLength, count_placeholders, decode_image_cell, to_content_blocks
+from .blind import BLIND_MODES, blank_like, partners, unpaired
+
+ROW_INDEX = "__ssl4rl_row__"  # added for blind runs: the transform must know which row it converts
 
 
 def is_online_spec(files: Sequence[str]) -> bool:
@@ -53,6 +58,23 @@ def _to_trl_batch(batch: dict[str, list]) -> dict[str, list]:
     return out
 
 
+class BlindTrlBatch:
+    """`_to_trl_batch` for a blind control: the images shown are blank, or the partner row's."""
+
+    def __init__(self, mode: str, images_view=None, partner=None):
+        self.mode, self.images_view, self.partner = mode, images_view, partner
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        rows = batch.pop(ROW_INDEX)
+        out = _to_trl_batch(batch)
+        if self.mode == "blank":
+            out["images"] = [blank_like(images) for images in out["images"]]
+        else:
+            shown = self.images_view[[int(self.partner[i]) for i in rows]]["images"]
+            out["images"] = [[decode_image_cell(item) for item in images] for images in shown]
+        return out
+
+
 def _row_problem(prompt, images, length_of, max_prompt_length: int) -> str | None:
     """Why a row cannot be trained on, or None."""
     if not isinstance(prompt, list) or not prompt:
@@ -75,12 +97,17 @@ def load_rl_dataset(
     max_prompt_length: int = 0,
     tasks: Sequence[str] = (),
     limit: int = 0,
+    blind: str | None = None,
+    seed: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
     """Load verl RL parquet for GRPOTrainer. Returns (dataset with an on-the-fly transform, report).
 
     Rows that cannot be used are dropped and counted by reason (unknown task filter, image/placeholder
-    count mismatch, unreadable image, prompt longer than `max_prompt_length`).
+    count mismatch, unreadable image, prompt longer than `max_prompt_length`). `blind` (blank | shuffled)
+    replaces the images the policy is shown (blind.py); `seed` fixes the shuffled pairing.
     """
+    if blind is not None and blind not in BLIND_MODES:
+        raise UserError(f"--blind must be one of {', '.join(BLIND_MODES)}; got {blind!r}")
     dataset = datasets.Dataset.from_parquet(list(files))
     missing = {"prompt", "images", "data_source", "reward_model"} - set(dataset.column_names)
     if missing:
@@ -113,7 +140,6 @@ def load_rl_dataset(
             progress.update(len(batch["prompt"]))
     if len(keep) != rows_read:
         dataset = dataset.select(keep)
-    dataset.set_transform(_to_trl_batch)
     per_task = Counter(dataset.select_columns(["data_source"]).with_format(None)["data_source"])
     report = {
         "files": list(files),
@@ -122,4 +148,20 @@ def load_rl_dataset(
         "skipped": dict(sorted(skips.items())),
         "rows_per_data_source": dict(sorted(per_task.items())),
     }
+    if blind is None:
+        dataset.set_transform(_to_trl_batch)
+        return dataset, report
+    dataset = dataset.add_column(ROW_INDEX, list(range(len(dataset))))
+    partner = None
+    if blind == "shuffled":
+        groups = []
+        for table in dataset.select_columns(["data_source", "images"]).with_format("arrow").iter(1024):
+            counts = pc.fill_null(pc.list_value_length(table["images"]), 0).to_pylist()
+            groups += list(zip(table["data_source"].to_pylist(), counts))
+        partner = partners(groups, seed)
+        report["blind"] = {"mode": blind, "seed": seed, "rows_shown_their_own_images": unpaired(partner)}
+    else:
+        report["blind"] = {"mode": blind}
+    images_view = dataset.select_columns(["images"]).with_format(None)
+    dataset.set_transform(BlindTrlBatch(blind, images_view, partner))
     return dataset, report

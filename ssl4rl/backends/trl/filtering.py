@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from accelerate.utils import gather, gather_object
 from torch.utils.data import DataLoader
-from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler, split_pixel_values_by_grid, unsplit_pixel_values_by_grid
 
+from .resume import ResumableGRPOTrainer
 from .zero_signal import (
     ZeroSignalFilter,
     combined_rewards,
@@ -179,7 +179,7 @@ def merge_groups(
 # ---- the trainer ------------------------------------------------------------------------------------------
 
 
-class FilteringGRPOTrainer(GRPOTrainer):
+class FilteringGRPOTrainer(ResumableGRPOTrainer):
     """GRPOTrainer that drops (and optionally replaces) prompt groups whose rewards are all equal."""
 
     def __init__(self, *args, zero_signal_filter: ZeroSignalFilter | None = None, **kwargs):

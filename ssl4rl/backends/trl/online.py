@@ -25,26 +25,46 @@ from ...reward import trl_reward_function
 from ...rl_row import decode_image_cell, processor_family, processor_pixel_limits, to_content_blocks
 from ...training_data.online import OnlineSSLData
 from ...training_data.online_spec import OnlineDataConfig, load_spec
+from .blind import blank_like, partners
 from .callbacks import OnlineCurriculumCallback
 from .rewards import with_curriculum_recording
 
 
 class OnlineRowsTransform:
-    """`Dataset.set_transform` hook: `sample_index` batches -> TRL rows (structured prompt, PIL images)."""
+    """`Dataset.set_transform` hook: `sample_index` batches -> TRL rows (structured prompt, PIL images).
+    `blind` (blind.py): show blank images, or those of another item of the same part built for the same
+    epoch and stage."""
 
-    def __init__(self, online: OnlineSSLData):
+    def __init__(self, online: OnlineSSLData, blind: str | None = None, seed: int = 0):
         self.online = online
+        self.blind = blind
+        self.partner = None
+        if blind == "shuffled":
+            groups = [online.locate(i)[0].name for i in range(len(online))]
+            self.partner = partners(groups, seed)
+
+    def _shown_images(self, index: int, row: dict[str, Any]) -> list:
+        images = [decode_image_cell(image) for image in row["images"]]
+        if self.blind == "blank":
+            return blank_like(images)
+        if self.blind == "shuffled":
+            extra = row["extra_info"]
+            other = self.online.row(int(self.partner[index]), epoch=extra["epoch"], stage=extra["stage"])
+            return [decode_image_cell(image) for image in other["images"]]
+        return images
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         rows: dict[int, dict[str, Any]] = {}
+        shown: dict[int, list] = {}
         for index in batch["sample_index"]:
             if index not in rows:  # GRPO repeats each prompt within a batch: build it once
                 rows[index] = self.online.next_row(int(index))
+                shown[index] = self._shown_images(int(index), rows[index])
         ordered = [rows[index] for index in batch["sample_index"]]
         return {
             "sample_index": list(batch["sample_index"]),
             "prompt": [to_content_blocks(row["prompt"]) for row in ordered],
-            "images": [[decode_image_cell(image) for image in row["images"]] for row in ordered],
+            "images": [shown[index] for index in batch["sample_index"]],
             "data_source": [row["data_source"] for row in ordered],
             "reward_model": [row["reward_model"] for row in ordered],
             "extra_info": [row["extra_info"] for row in ordered],
@@ -57,8 +77,11 @@ def online_trl_dataset(
     *,
     max_prompt_length: int | None = 1024,
     session_dir: str | None = None,
+    blind: str | None = None,
+    seed: int = 0,
 ):
-    """(datasets.Dataset that generates rows on access, the OnlineSSLData behind it)."""
+    """(datasets.Dataset that generates rows on access, the OnlineSSLData behind it); `blind` and `seed`:
+    see `OnlineRowsTransform`."""
     min_pixels, max_pixels = processor_pixel_limits(processor)
     family = processor_family(processor)
     online = OnlineSSLData(
@@ -79,7 +102,7 @@ def online_trl_dataset(
     verbosity = datasets_logging.get_verbosity()
     datasets_logging.set_verbosity_error()
     try:
-        dataset.set_transform(OnlineRowsTransform(online))
+        dataset.set_transform(OnlineRowsTransform(online, blind, seed))
     finally:
         datasets_logging.set_verbosity(verbosity)
     return dataset, online
@@ -93,12 +116,14 @@ def online_trl_setup(
     reward_fn: Callable | None = None,
     reward_options: Mapping[str, Any] | None = None,
     session_dir: str | None = None,
+    blind: str | None = None,
+    seed: int = 0,
 ):
     """Everything `GRPOTrainer` needs for online data: (train_dataset, reward function, callback).
-    `reward_fn` defaults to ssl4rl's SSL reward with `reward_options`."""
+    `reward_fn` defaults to ssl4rl's SSL reward with `reward_options`; `blind`: a blind control."""
     options = dict(reward_options or {})
     dataset, online = online_trl_dataset(
-        spec, processor, max_prompt_length=max_prompt_length, session_dir=session_dir
+        spec, processor, max_prompt_length=max_prompt_length, session_dir=session_dir, blind=blind, seed=seed
     )
     if reward_fn is None:
         reward_fn = trl_reward_function(**options)

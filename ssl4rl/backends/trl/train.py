@@ -8,7 +8,9 @@ data.py, online.py, rewards.py, callbacks.py and filtering.py.
 
 Every run writes OUT/manifest.json (config, dataset counts and skips, status, checkpoints),
 OUT/metrics.jsonl (one line per logging step), TensorBoard events under OUT/tensorboard, HF-format
-checkpoints OUT/checkpoint-N and the final model + processor in OUT/final.
+checkpoints OUT/checkpoint-N (with optimizer, scheduler and RNG states, so `--resume` continues exactly;
+resume.py), the final model + processor in OUT/final (with the files transformers 4.x loaders need) and a
+model card OUT/README.md (also in final/). An existing run directory is continued only with `--resume`.
 """
 
 from __future__ import annotations
@@ -22,19 +24,31 @@ from typing import Any
 
 import torch
 from transformers import AutoProcessor
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
+from trl.trainer.utils import create_model_from_path
 
 from ...errors import UserError, require
-from ...fileio import command_line, package_versions, write_json
+from ...fileio import command_line, package_versions, read_json, write_json
+from ...model_files import write_legacy_processor_files
 from ...model_reference import check_model_reference
 from ...reward import trl_reward_function
 from ...rl_row import processor_family
 from ...training_data.profile import budget_families, budget_mismatch
-from .callbacks import is_finite_number, run_callbacks
+from .callbacks import is_finite_number, run_callbacks, use_compact_progress
 from .config import TrlGrpoConfig, add_arguments, config_from_args
 from .data import is_online_spec, load_rl_dataset, parquet_files
 from .filtering import FilteringGRPOTrainer
+from .model_card import model_card_markdown
 from .online import online_trl_setup
+from .resume import (
+    OnlineStateCallback,
+    ResumableGRPOTrainer,
+    checkpoint_step,
+    checkpoints,
+    prepare_run_dir,
+    restore_online_state,
+    truncate_metrics_log,
+)
 from .rewards import with_group_metrics
 from .zero_signal import ZeroSignalFilter
 
@@ -92,7 +106,6 @@ def grpo_arguments(config: TrlGrpoConfig, *, cuda: bool, bf16: bool):
         num_train_epochs=config.num_train_epochs,
         use_cpu=not cuda,
         bf16=bf16,
-        model_init_kwargs={"dtype": config.dtype},
         gradient_checkpointing=config.gradient_checkpointing,
         use_vllm=config.use_vllm,
         vllm_mode="colocate",
@@ -100,7 +113,7 @@ def grpo_arguments(config: TrlGrpoConfig, *, cuda: bool, bf16: bool):
         save_strategy="steps" if config.save_steps > 0 else "no",
         save_steps=config.save_steps if config.save_steps > 0 else 500,
         save_total_limit=config.save_total_limit or None,
-        save_only_model=True,
+        save_only_model=config.save_only_model,
         logging_steps=config.logging_steps,
         eval_strategy="steps" if config.val_files and config.eval_steps > 0 else "no",
         eval_steps=config.eval_steps or None,
@@ -134,6 +147,21 @@ def peft_config(config: TrlGrpoConfig):
     )
 
 
+def load_policy(config: TrlGrpoConfig):
+    """The policy model, loaded as TRL would load it from its name, with the special token ids of its language
+    model also on its top-level config: transformers 5 keeps them only in Qwen2.5-VL's `text_config`, so the
+    Trainer would find "new" PAD/BOS/EOS tokens on every run and warn, although they agree."""
+    try:
+        model = create_model_from_path(config.model, dtype=config.dtype)
+    except OSError as exc:
+        raise UserError(f"cannot load a model from {config.model!r}: {str(exc).splitlines()[0]}") from None
+    text_config = model.config.get_text_config()
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(model.config, name, None) is None and getattr(text_config, name, None) is not None:
+            setattr(model.config, name, getattr(text_config, name))
+    return model
+
+
 def train_grpo(
     config: TrlGrpoConfig,
     *,
@@ -142,7 +170,9 @@ def train_grpo(
 ) -> dict[str, Any]:
     """Run GRPO with TRL. `reward_funcs` defaults to ssl4rl's SSL reward (`config.reward_options`).
 
-    Returns the run manifest (also written to OUTPUT_DIR/manifest.json).
+    A new run needs a new or empty `config.output_dir`; `config.resume` continues the run there from a
+    checkpoint (weights, optimizer, scheduler, RNG, data position). Returns the run manifest (also written
+    to OUTPUT_DIR/manifest.json).
     """
     config.validate()
     config.model = check_model_reference(config.model)  # before any output exists: a typo fails at once
@@ -150,6 +180,8 @@ def train_grpo(
         require("vllm", "vllm", "vLLM rollouts (--use-vllm)")
 
     started = time.time()
+    resume_from = prepare_run_dir(config.output_dir, config.resume)
+    resumed_step = checkpoint_step(resume_from) if resume_from else None
     os.makedirs(config.output_dir, exist_ok=True)
     cuda = _use_cuda(config)
     if config.torch_threads > 0:
@@ -168,6 +200,13 @@ def train_grpo(
         "bf16": bf16,
         "versions": package_versions("torch", "transformers", "trl", "datasets", "vllm"),
     }
+    if resume_from:
+        previous = read_json(manifest_path) if os.path.exists(manifest_path) else {}
+        manifest["resumed"] = [
+            *previous.get("resumed", []),
+            {"from": resume_from, "step": resumed_step, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        ]
+        truncate_metrics_log(os.path.join(config.output_dir, "metrics.jsonl"), resumed_step)
     write_json(manifest_path, manifest)
 
     try:
@@ -176,7 +215,7 @@ def train_grpo(
         raise UserError(
             f"cannot load a processor from {config.model!r}: {str(exc).splitlines()[0]}"
         ) from None
-    online_callback = None
+    online_callback, online = None, None
     if is_online_spec(config.train_files):
         # Fresh samples every epoch, generated from the spec's source images (see docs/online.md).
         train_dataset, online_reward, online_callback = online_trl_setup(
@@ -185,8 +224,19 @@ def train_grpo(
             max_prompt_length=config.max_prompt_length,
             reward_fn=with_group_metrics(trl_reward_function(**config.reward_options)),
             reward_options=config.reward_options,
+            blind=config.blind,
+            seed=config.seed,
         )
-        train_report = {"online": True, "specs": list(config.train_files), "rows": len(train_dataset)}
+        online = online_callback.online
+        if resume_from:
+            restore_online_state(online, resume_from)
+        train_report = {
+            "online": True,
+            "specs": list(config.train_files),
+            "rows": len(train_dataset),
+            "rows_per_data_source": {part.describe()["data_source"]: len(part) for part in online.parts},
+            **({"blind": {"mode": config.blind, "seed": config.seed}} if config.blind else {}),
+        }
         if reward_funcs is None:
             reward_funcs = [online_reward]
     else:
@@ -196,6 +246,8 @@ def train_grpo(
             max_prompt_length=config.max_prompt_length,
             tasks=config.tasks,
             limit=config.limit,
+            blind=config.blind,
+            seed=config.seed,
         )
     manifest["train_data"] = train_report
     family = processor_family(processor)
@@ -234,45 +286,56 @@ def train_grpo(
     elif callable(reward_funcs):
         reward_funcs = [reward_funcs]
 
-    trainer_cls, filter_kwargs = GRPOTrainer, {}
+    trainer_cls, filter_kwargs = ResumableGRPOTrainer, {}
     if config.filter_zero_signal:
         trainer_cls = FilteringGRPOTrainer
         filter_kwargs["zero_signal_filter"] = ZeroSignalFilter(refill_rounds=config.refill_rounds)
     extra_callbacks = list(callbacks or []) + ([online_callback] if online_callback else [])
+    if online is not None:
+        extra_callbacks.append(OnlineStateCallback(online))
     trainer = trainer_cls(
-        model=config.model,
+        model=load_policy(config),
         reward_funcs=list(reward_funcs),
         args=grpo_arguments(config, cuda=cuda, bf16=bf16),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
-        callbacks=run_callbacks(config.output_dir, config.report_to) + extra_callbacks,
+        callbacks=run_callbacks(config.output_dir, config.report_to, resumed_step) + extra_callbacks,
         peft_config=peft_config(config),
         **filter_kwargs,
     )
+    use_compact_progress(trainer)
+    card_facts = {"config": config, "train_data": train_report, "reward_funcs": reward_funcs}
+    trainer.model_card = lambda: model_card_markdown(**card_facts, global_step=trainer.state.global_step)
     manifest["status"] = "training"
     write_json(manifest_path, manifest)
     try:
-        train_output = trainer.train()
+        train_output = trainer.train(resume_from_checkpoint=resume_from)
     except BaseException as exc:
         manifest["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         manifest["global_step"] = trainer.state.global_step
+        manifest["checkpoints"] = checkpoints(config.output_dir)
         write_json(manifest_path, manifest)
         raise
 
     final_dir = os.path.join(config.output_dir, "final")
     trainer.save_model(final_dir)  # model (a LoRA run: the adapter only) + processor
     processor.save_pretrained(final_dir)
+    legacy = write_legacy_processor_files(final_dir)  # so transformers 4.x evaluation stacks load it too
+    trainer.create_model_card()
+    with open(os.path.join(config.output_dir, "README.md")) as f:
+        card = f.read()
+    with open(os.path.join(final_dir, "README.md"), "w") as f:
+        f.write(card)
     manifest.update(
         status="done",
         global_step=trainer.state.global_step,
         train_metrics={k: v for k, v in train_output.metrics.items() if is_finite_number(v)},
-        checkpoints=sorted(
-            (d for d in os.listdir(config.output_dir) if d.startswith("checkpoint-")),
-            key=lambda d: int(d.rsplit("-", 1)[-1]),
-        ),
+        checkpoints=checkpoints(config.output_dir),
         final_checkpoint=final_dir,
         lora_adapter=config.lora is not None,
+        legacy_files=legacy,
+        model_card=os.path.join(config.output_dir, "README.md"),
         tensorboard_dir=os.path.join(config.output_dir, "tensorboard")
         if "tensorboard" in config.report_to
         else None,
