@@ -18,6 +18,10 @@ from datasets import Features, Image, List, Value
 from ..fileio import atomic_path, write_json
 
 ROW_GROUP_ROWS = 64  # bounds writer memory: ~64 samples of encoded images at a time
+# A page is what a parquet reader decodes at once; pyarrow checks the page size only every
+# `write_batch_size` rows (1,024 by default: one page per 64-row group of images). Checking every
+# 4 rows keeps pages near 1 MB, so `ssl4rl preprocess` and trainers can stream a shard in small batches.
+PAGE_CHECK_ROWS = 4
 # PNG/JPEG/WebP bytes do not compress: zstd and dictionary encoding over them only cost CPU time
 IMAGE_BYTES_COLUMN = "images.list.element.bytes"
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)-(?P<shard>\d{5})\.parquet$")
@@ -135,6 +139,7 @@ class ShardWriter:
             compression={name: "none" if name == IMAGE_BYTES_COLUMN else "zstd" for name in _column_paths()},
             use_dictionary=[name for name in _column_paths() if name != IMAGE_BYTES_COLUMN],
             write_statistics=False,
+            write_batch_size=PAGE_CHECK_ROWS,
         )
 
     def write(self, rows: pa.Table) -> None:
