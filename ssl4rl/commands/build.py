@@ -63,7 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="encoding of derived views: png (lossless, default), jpeg (fast, lossy), webp (lossless, small, slow)",
     )
     parser.add_argument(
-        "--png-level", type=int, default=1, help="PNG compression level 0-9 (default 1: ~3x faster than 6)"
+        "--png-level",
+        type=int,
+        default=1,
+        help="PNG compression level 0-9 (default 1: ~4x faster than 6, 12%% larger)",
     )
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument(
