@@ -1,15 +1,14 @@
 """Can a model answer from content-free features? A cross-validated classifier on sizes, formats and the
 JPEG block-grid phase of every view, per task, on JPEG sources and on a PNG control.
 
-Run by hand (not a test; needs scikit-learn):
+Run by hand (not a test; needs scikit-learn: `pip install -e ".[audit]"`):
     .venv/bin/python perf/leak_audit.py [--sources 300] [--tasks jigsaw:grid=2 rotation ...]
 
 It makes MMBench-like JPEG photos (random crops of scikit-image's photographs, odd sizes 300-640 px,
-quality 70-95, 4:2:0 chroma) and the same pictures as PNG (never JPEG-coded: no grid to find), builds each task from both folders with
-`ssl4rl build`'s code, and describes every stored view by what carries no content: its encoded format,
-its width and height, and how strongly its pixel-to-pixel jumps line up with each phase of an 8 px luma
-and a 16 px chroma grid (each profile divided by its mean, so only the phase pattern remains). A random
-forest predicts the answer from these features with 5-fold cross-validation; at chance, no shortcut of
+quality 70-95, 4:2:0 chroma) and the same pictures as PNG (not JPEG-coded here), builds each task from
+both folders with `ssl4rl build`'s code, and describes every stored view by what carries no content: its
+encoded format, its width and height, and the phase of its 8 px luma and 16 px chroma block grid (where
+its block edges lie, read from the pixels). A random forest predicts the answer from these features with 5-fold cross-validation; at chance, no shortcut of
 this kind exists. The answer is predicted per sample, except for jigsaw (each shown patch's original
 position, from that patch alone) and flip_patch (the mirrored patch's number, from the phase of every
 patch region of the one view).
@@ -68,23 +67,25 @@ def make_sources(folder_jpeg: str, folder_png: str, count: int, seed: int = 0) -
         image.save(os.path.join(folder_png, f"{i:05d}.png"))  # the control: the same picture, never a JPEG
 
 
-def phase_profile(image: Image.Image) -> np.ndarray:
-    """Mean |pixel jump| at each phase of the 8 px luma grid (x, y) and the 16 px chroma grid (x, y), each
-    divided by its mean."""
+def grid_phase(image: Image.Image) -> np.ndarray:
+    """Where the view's block edges lie: the phase (0-7) of the 8 px luma grid along x and y and of the
+    16 px chroma grid (0-15), each the phase whose pixel-to-pixel jumps are largest on average. Only
+    the phase, never how strong the edges are: their strength follows the content (a flat sky shows its
+    blocks, a texture hides them), which a model may use anyway."""
     ycc = np.asarray(image.convert("YCbCr")).astype(np.float64)
-    parts = []
+    phases = []
     for channels, period in (((0,), 8), ((1, 2), 16)):
         for axis in (1, 0):
             jumps = np.abs(np.diff(ycc[..., list(channels)], axis=axis)).mean(axis=(1 - axis, 2))
-            scores = np.array([jumps[(p - 1) % period :: period].mean() for p in range(period)])
-            parts.append(scores / max(scores.mean(), 1e-9))
-    return np.concatenate(parts)
+            scores = [jumps[(p - 1) % period :: period].mean() for p in range(period)]
+            phases.append(int(np.argmax(scores)))
+    return np.array(phases)
 
 
 def view_features(data: bytes) -> tuple[np.ndarray, Image.Image]:
     image = Image.open(io.BytesIO(data)).convert("RGB")
     head = [FORMATS.get(data[:2], 3), image.width, image.height]
-    return np.concatenate([head, phase_profile(image)]), image
+    return np.concatenate([head, grid_phase(image)]), image
 
 
 def samples(task: str, rows: list[dict]) -> tuple[np.ndarray, list]:
@@ -100,7 +101,7 @@ def samples(task: str, rows: list[dict]) -> tuple[np.ndarray, list]:
             image = views[0][1]
             patch_w, patch_h = label["patch_size"]
             regions = [
-                phase_profile(image.crop((c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)))
+                grid_phase(image.crop((c * patch_w, r * patch_h, (c + 1) * patch_w, (r + 1) * patch_h)))
                 for r in range(label["rows"])
                 for c in range(label["cols"])
             ]

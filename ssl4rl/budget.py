@@ -1,8 +1,10 @@
-"""Qwen2.5-VL prompt-token budget: image-token counts from the processor's resize rule.
+"""Prompt-token budget: image-token counts from a model family's resize rule (`ssl4rl.model_families`).
 
 Qwen2-VL/2.5-VL resize each image to multiples of 28 px (14 px patches merged 2x2) within
 [min_pixels, max_pixels]; an image then costs (h/28)*(w/28) `<|image_pad|>` tokens plus its
-`<|vision_start|>`/`<|vision_end|>` pair. This mirrors `transformers`' `smart_resize` without importing it.
+`<|vision_start|>`/`<|vision_end|>` pair. Other families differ in the factor (Qwen3-VL: 32 px) and the
+rule's details (GLM-4.1V); the family record mirrors `transformers`' `smart_resize` without importing it.
+The default family is Qwen2.5-VL.
 
 verl resizes every image twice: `qwen_vl_utils.fetch_image` first (its own default limits), then the
 processor (its limits). The estimate models both; with the Qwen2.5-VL-3B processor's limits (the same
@@ -11,52 +13,52 @@ as qwen_vl_utils' defaults) the first resize changes nothing.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-FACTOR = 28
+from .model_families import QWEN2_5_VL, ModelFamily
+
+FACTOR = QWEN2_5_VL.factor  # Qwen2.5-VL's; other families' are on their records
 DEFAULT_MIN_PIXELS = 56 * 56  # Qwen2-VL image processor defaults
 DEFAULT_MAX_PIXELS = 28 * 28 * 1280
 TOKENS_AROUND_EACH_IMAGE = 2  # <|vision_start|> and <|vision_end|>
-FETCH_MIN_PIXELS = 4 * FACTOR * FACTOR  # qwen_vl_utils' defaults, applied by verl before the processor
-FETCH_MAX_PIXELS = 16384 * FACTOR * FACTOR
-
-
-def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR):
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"aspect ratio above 200 ({width}x{height}) cannot be tokenised")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 @dataclass(frozen=True)
 class TokenBudget:
-    """Prompt-token accounting for one model's image processor."""
+    """Prompt-token accounting for one model's image processor (of `family`, Qwen2.5-VL by default)."""
 
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     fetch_resize: bool = (
         True  # model verl's qwen_vl_utils resize before the processor's (False: processor only)
     )
+    family: ModelFamily = field(default=QWEN2_5_VL)
+
+    @classmethod
+    def for_family(
+        cls,
+        family: ModelFamily,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        fetch_resize: bool = True,
+    ) -> TokenBudget:
+        """The budget of `family`'s processor; pixel limits default to its released checkpoints'."""
+        return cls(
+            min_pixels=min_pixels or family.min_pixels,
+            max_pixels=max_pixels or family.max_pixels,
+            fetch_resize=fetch_resize,
+            family=family,
+        )
 
     def image_pad_tokens(self, width: int, height: int) -> int:
         if self.fetch_resize:
-            height, width = smart_resize(height, width, FETCH_MIN_PIXELS, FETCH_MAX_PIXELS)
-        h_bar, w_bar = smart_resize(height, width, self.min_pixels, self.max_pixels)
-        return (h_bar // FACTOR) * (w_bar // FACTOR)
+            height, width = self.family.fetch_resize(height, width)
+        return self.family.image_pad_tokens(height, width, self.min_pixels, self.max_pixels)
 
     def image_tokens(self, sizes) -> int:
         """Tokens for a list of (width, height) images, markers included."""
-        return sum(self.image_pad_tokens(w, h) + TOKENS_AROUND_EACH_IMAGE for w, h in sizes)
+        around = self.family.tokens_around_each_image
+        return sum(self.image_pad_tokens(w, h) + around for w, h in sizes)
 
     def fit_scale(self, sizes, token_limit: int, min_side: int = FACTOR) -> float | None:
         """Largest common scale s <= 1 so that the images resized by s fit in `token_limit` tokens.

@@ -24,7 +24,7 @@ COMMANDS = {
     "merge": ("ssl4rl.commands.merge", "merge a verl FSDP checkpoint into a Hugging Face model"),
     "tiny-model": (
         "ssl4rl.commands.tiny_model",
-        "write a tiny random Qwen2.5-VL for offline tests and demos",
+        "write a tiny random VLM (Qwen2.5-VL, Qwen3-VL, GLM-4.1V) for offline tests and demos",
     ),
     "demo": ("ssl4rl.commands.demo", "end-to-end demo: photos -> SSL tasks -> GRPO -> eval -> report"),
     "eval": ("ssl4rl.commands.eval", "evaluate a model on a benchmark or on held-out SSL data"),

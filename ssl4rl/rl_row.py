@@ -28,6 +28,7 @@ from PIL import Image
 from .budget import TokenBudget
 from .fileio import atomic_path
 from .images import decode_image
+from .model_families import QWEN2_5_VL, ModelFamily, family_of_processor
 
 IMAGE_PLACEHOLDER = "<image>"
 ABILITY = "visual_ssl"
@@ -247,8 +248,23 @@ def image_cell_size(item: Any) -> tuple[int, int]:
         return image.size
 
 
+def processor_family(processor: Any) -> ModelFamily | None:
+    """The registered model family of a processor whose image geometry is its family's (then the resize rule
+    counts its image tokens), else None (count by running the processor)."""
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        return None
+    family = family_of_processor(processor)
+    if family is None and type(image_processor).__name__.startswith("Qwen2VL"):
+        family = QWEN2_5_VL  # a bare Qwen2-VL-style processor: Qwen2.5-VL's geometry unless it says otherwise
+    if family is None:
+        return None
+    geometry = (getattr(image_processor, "patch_size", None), getattr(image_processor, "merge_size", None))
+    return family if geometry == (family.patch_size, family.merge_size) else None
+
+
 def processor_pixel_limits(processor: Any) -> tuple[int | None, int | None]:
-    """(min_pixels, max_pixels) of a Qwen2-VL-style image processor, or (None, None) for other processors."""
+    """(min_pixels, max_pixels) of a Qwen2-VL/GLM-4.1V-style image processor, or (None, None) for others."""
     image_processor = getattr(processor, "image_processor", None)
     if image_processor is None:
         return None, None
@@ -268,8 +284,8 @@ def processor_pixel_limits(processor: Any) -> tuple[int | None, int | None]:
 class PromptLength:
     """Prompt tokens of a row as the model sees them: chat-templated text + expanded image tokens.
 
-    For Qwen2-VL-family processors the image tokens come from the resize rule (`ssl4rl.budget`) and only
-    image headers are read; other processors run in full on the row. `fetch_resize`: verl resizes each
+    For processors of a registered model family the image tokens come from its resize rule (`ssl4rl.budget`)
+    and only image headers are read; other processors run in full on the row. `fetch_resize`: verl resizes each
     image with qwen_vl_utils before the processor does (True); TRL hands images straight to the processor
     (False). `chat_template_kwargs` are passed to `apply_chat_template` as verl's
     `data.apply_chat_template_kwargs` are.
@@ -281,10 +297,10 @@ class PromptLength:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._text_tokens: dict[tuple, int] = {}
         self.budget = None
-        image_processor = getattr(processor, "image_processor", None)
+        self.family = processor_family(processor)
         min_pixels, max_pixels = processor_pixel_limits(processor)
-        if type(image_processor).__name__.startswith("Qwen2VL") and min_pixels and max_pixels:
-            self.budget = TokenBudget(min_pixels=min_pixels, max_pixels=max_pixels, fetch_resize=fetch_resize)
+        if self.family is not None and min_pixels and max_pixels:
+            self.budget = TokenBudget.for_family(self.family, min_pixels, max_pixels, fetch_resize)
 
     def template(self, prompt: Sequence[Mapping[str, Any]]) -> str:
         return self.processor.apply_chat_template(

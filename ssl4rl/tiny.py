@@ -1,11 +1,12 @@
-"""A tiny random Qwen2.5-VL (about 0.26M parameters) built offline, for tests and the demo.
+"""A tiny random VLM of a registered model family (about 0.26M parameters) built offline, for tests and the demo.
 
-It has the real architecture, processor and chat template of Qwen2.5-VL, so everything that
-loads `Qwen/Qwen2.5-VL-3B-Instruct` through `AutoProcessor` / `AutoModelForImageTextToText` loads
-this directory the same way; only the sizes are tiny and the weights random. Images are kept
-cheap: the image processor resizes every image to between `TINY_MIN_PIXELS` (28x28, 1 image
-token) and `TINY_MAX_PIXELS` (56x56, 4 image tokens), so a 4-patch jigsaw prompt costs at most
-16 image tokens plus markers.
+It has the real architecture, processor classes and chat-template markers of its family (Qwen2.5-VL by
+default, Qwen3-VL, GLM-4.1V: `ssl4rl.model_families`), so everything that loads e.g.
+`Qwen/Qwen2.5-VL-3B-Instruct` through `AutoProcessor` / `AutoModelForImageTextToText` loads this directory
+the same way; only the sizes are tiny and the weights random. Images are kept cheap: the image processor
+resizes every image (short of extreme aspect ratios) to between 1 and 4 image tokens (Qwen2.5-VL: `TINY_MIN_PIXELS` 28x28 to
+`TINY_MAX_PIXELS` 56x56; the other families the same in their own token size), so a 4-patch jigsaw
+prompt costs at most 16 image tokens plus markers.
 
 The BPE is trained on the registered tasks' own prompts (so a prompt is ~100 text tokens), and the
 reply vocabulary is small on purpose: the format tags and every multi-character answer of the
@@ -36,6 +37,7 @@ from .answer import ANSWER_CLOSE, ANSWER_OPEN, FORMAT_INSTRUCTION, THINK_CLOSE, 
 from .errors import require
 from .fileio import publish_directory
 from .images import LoadedImage
+from .model_families import GLM_4_1V, QWEN2_5_VL, QWEN3_VL, ModelFamily, get_family
 from .tasks import IMAGE_PLACEHOLDER, TASKS
 
 # One Qwen2.5-VL image token covers a 28x28 area (14 px patches merged 2x2).
@@ -99,6 +101,40 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# GLM-4.1V's tokens and template in spirit: `[gMASK]<sop>` once, `<|role|>\n...` turns (no end-of-turn token:
+# the next role token ends a turn, so generation stops at `<|user|>` or `<|endoftext|>`) and
+# `<|begin_of_image|><|image|><|end_of_image|>` for each image item.
+GLM_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "[gMASK]",
+    "<sop>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|observation|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+    "<|video|>",
+)
+GLM_CHAT_TEMPLATE = (
+    "[gMASK]<sop>"
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' or 'image' in item or 'image_url' in item %}"
+    "<|begin_of_image|><|image|><|end_of_image|>"
+    "{% elif item['type'] == 'video' or 'video' in item %}"
+    "<|begin_of_video|><|video|><|end_of_video|>"
+    "{% elif 'text' in item %}{{ item['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
 # Words of our prompts and answers, so that they tokenise into few tokens. Any text still encodes
 # (byte-level BPE); this only shortens sequences.
 _CORPUS = [
@@ -119,7 +155,21 @@ _CORPUS = [
 
 
 def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0, reply_prior: bool = False) -> str:
-    """Write a tiny random Qwen2.5-VL (model, tokenizer, processor, chat template) to `out_dir`.
+    """Write a tiny random Qwen2.5-VL to `out_dir` (`build_tiny_model` for the default family)."""
+    return build_tiny_model(out_dir, seed=seed, reply_prior=reply_prior)
+
+
+def tiny_pixel_limits(family: ModelFamily) -> tuple[int, int]:
+    """(min_pixels, max_pixels) of a tiny model's processor: 1 to 4 image tokens per image. GLM-4.1V's limits
+    bound two frames of the image (`ModelFamily.frames_per_image`)."""
+    token = family.factor**2 * family.frames_per_image
+    return token, 4 * token
+
+
+def build_tiny_model(
+    out_dir: str, seed: int = 0, reply_prior: bool = False, family: str | ModelFamily = QWEN2_5_VL
+) -> str:
+    """Write a tiny random VLM of `family` (model, tokenizer, processor, chat template) to `out_dir`.
 
     `reply_prior`: warm the random weights up on synthetic replies (`REPLY_MIX`, a few seconds on a
     CPU) so that sampled replies sometimes follow the answer format; see the module docstring.
@@ -127,18 +177,20 @@ def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0, reply_prior: bool = False
     temporary sibling first and moved into place, so a crash never leaves a half-written model.
     Returns `out_dir`.
     """
-    torch = require("torch", "torch", "building the tiny Qwen2.5-VL")
-    transformers = require("transformers", "torch", "building the tiny Qwen2.5-VL")
+    family = get_family(family) if isinstance(family, str) else family
+    torch = require("torch", "torch", f"building the tiny {family.title}")
+    transformers = require("transformers", "torch", f"building the tiny {family.title}")
+    min_pixels, max_pixels = tiny_pixel_limits(family)
 
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tiny-qwen-", dir=parent)
     try:
-        tokenizer = _build_tokenizer(transformers)
-        processor = _build_processor(transformers, tokenizer)
-        model = _build_model(torch, transformers, tokenizer, seed)
-        prior = _warm_up_reply_prior(torch, model, tokenizer, seed) if reply_prior else None
+        tokenizer = _build_tokenizer(transformers, family)
+        processor = _PROCESSORS[family.name](tokenizer, min_pixels, max_pixels)
+        model = _build_model(torch, _MODELS[family.name](tokenizer), seed, tokenizer)
+        prior = _warm_up_reply_prior(torch, model, tokenizer, seed, family) if reply_prior else None
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         # generation defaults: sampling stays on so GRPO groups differ; the trainer overrides anyway
@@ -147,8 +199,9 @@ def build_tiny_qwen2_5_vl(out_dir: str, seed: int = 0, reply_prior: bool = False
             json.dump(
                 {
                     "seed": seed,
-                    "min_pixels": TINY_MIN_PIXELS,
-                    "max_pixels": TINY_MAX_PIXELS,
+                    "model_family": family.name,
+                    "min_pixels": min_pixels,
+                    "max_pixels": max_pixels,
                     "parameters": sum(p.numel() for p in model.parameters()),
                     "reply_tokens": list(REPLY_TAGS) + reply_answer_tokens(),
                     "reply_prior": prior,
@@ -206,7 +259,16 @@ def task_prompts() -> list[str]:
     return [prompt for _, prompt in task_prompt_pairs()]
 
 
-def _build_tokenizer(transformers):
+def _special_tokens(family: ModelFamily) -> tuple[str, ...]:
+    return GLM_SPECIAL_TOKENS if family is GLM_4_1V else SPECIAL_TOKENS
+
+
+def _end_of_turn(family: ModelFamily) -> str:
+    """The token a reply ends with (the tokenizer's eos)."""
+    return "<|endoftext|>" if family is GLM_4_1V else "<|im_end|>"
+
+
+def _build_tokenizer(transformers, family: ModelFamily = QWEN2_5_VL):
     tokenizers = require("tokenizers", "torch", "building the tiny tokenizer")
     from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
 
@@ -215,18 +277,18 @@ def _build_tokenizer(transformers):
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(_special_tokens(family)),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator([*_CORPUS, *task_prompts()], trainer=trainer)
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        eos_token="<|im_end|>",
+        eos_token=_end_of_turn(family),
         pad_token="<|endoftext|>",
         unk_token=None,
         bos_token=None,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=GLM_CHAT_TEMPLATE if family is GLM_4_1V else CHAT_TEMPLATE,
         model_max_length=32768,
         padding_side="left",
     )
@@ -239,16 +301,16 @@ def _build_tokenizer(transformers):
             if answer not in tokenizer.get_vocab()  # single letters and digits already are tokens
         ]
     )
-    # attribute names Qwen2.5-VL's processor looks up on its tokenizer
-    tokenizer.image_token = "<|image_pad|>"
-    tokenizer.video_token = "<|video_pad|>"
+    # attribute names the family's processor looks up on its tokenizer
+    tokenizer.image_token = family.image_pad
+    tokenizer.video_token = "<|video|>" if family is GLM_4_1V else "<|video_pad|>"
     return tokenizer
 
 
-def _build_processor(transformers, tokenizer):
+def _qwen2_5_vl_processor(tokenizer, min_pixels: int, max_pixels: int):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    size = {"shortest_edge": TINY_MIN_PIXELS, "longest_edge": TINY_MAX_PIXELS}
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=dict(size)),
         tokenizer=tokenizer,
@@ -257,11 +319,66 @@ def _build_processor(transformers, tokenizer):
     )
 
 
-def _build_model(torch, transformers, tokenizer, seed: int):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def _qwen3_vl_processor(tokenizer, min_pixels: int, max_pixels: int):
+    # Qwen3-VL checkpoints ship Qwen2-VL's image processor with 16 px patches and 0.5 mean/std
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    geometry = {"patch_size": QWEN3_VL.patch_size, "merge_size": QWEN3_VL.merge_size}
+    norm = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    return Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=dict(size), **geometry, **norm),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(size=dict(size), **geometry, **norm),
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _glm_4_1v_processor(tokenizer, min_pixels: int, max_pixels: int):
+    from transformers import Glm4vImageProcessor, Glm4vProcessor, Glm4vVideoProcessor
+
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    return Glm4vProcessor(
+        image_processor=Glm4vImageProcessor(size=dict(size)),
+        tokenizer=tokenizer,
+        video_processor=Glm4vVideoProcessor(size=dict(size)),
+        chat_template=GLM_CHAT_TEMPLATE,
+    )
+
+
+_PROCESSORS = {
+    QWEN2_5_VL.name: _qwen2_5_vl_processor,
+    QWEN3_VL.name: _qwen3_vl_processor,
+    GLM_4_1V.name: _glm_4_1v_processor,
+}
+
+
+def _build_model(torch, config, seed: int, tokenizer):
+    from transformers import AutoModelForImageTextToText
+
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    stop = config.get_text_config().eos_token_id  # GLM-4.1V: several
+    # Seed a private generator stream: the global RNG state of the caller is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(config)
+    model.generation_config.update(
+        bos_token_id=None,
+        eos_token_id=stop,
+        pad_token_id=pad,
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+    )
+    return model.eval()
+
+
+def _qwen2_5_vl_config(tokenizer):
+    from transformers import Qwen2_5_VLConfig
 
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
-    config = Qwen2_5_VLConfig(
+    return Qwen2_5_VLConfig(
         text_config=dict(
             hidden_size=64,
             num_hidden_layers=2,
@@ -294,20 +411,100 @@ def _build_model(torch, transformers, tokenizer, seed: int):
         pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
     )
-    # Seed a private generator stream: the global RNG state of the caller is left untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.update(
-        bos_token_id=None,
+
+
+_TINY_TEXT = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=4096,
+    initializer_range=TEXT_INIT_STD,
+    bos_token_id=None,
+)
+
+
+def _qwen3_vl_config(tokenizer):
+    from transformers import Qwen3VLConfig
+
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    return Qwen3VLConfig(
+        text_config=dict(
+            _TINY_TEXT,
+            head_dim=16,
+            vocab_size=len(tokenizer),
+            # 3D rope over (t, h, w) with interleaved sections, as Qwen3-VL; the sections sum to head_dim / 2
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            patch_size=QWEN3_VL.patch_size,
+            spatial_merge_size=QWEN3_VL.merge_size,
+            num_position_embeddings=64,  # an 8x8 grid, interpolated to any image size
+            deepstack_visual_indexes=[0],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
-        do_sample=True,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
+        tie_word_embeddings=False,
     )
-    return model.eval()
+
+
+def _glm_4_1v_config(tokenizer):
+    from transformers import Glm4vConfig
+
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in GLM_SPECIAL_TOKENS}
+    stop = [ids["<|endoftext|>"], ids["<|user|>"], ids["<|observation|>"]]  # as GLM-4.1V's generation config
+    return Glm4vConfig(
+        text_config=dict(
+            _TINY_TEXT,
+            vocab_size=len(tokenizer),
+            # GLM-4.1V rotates half of each head (partial_rotary_factor 0.5) with 3D rope sections
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": [2, 1, 1],
+                "partial_rotary_factor": 0.5,
+            },
+            eos_token_id=stop,
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            image_size=56,  # a 4x4 grid of position embeddings, interpolated to any image size
+            patch_size=GLM_4_1V.patch_size,
+            spatial_merge_size=GLM_4_1V.merge_size,
+        ),
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+        eos_token_id=stop,
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=False,
+    )
+
+
+_MODELS = {
+    QWEN2_5_VL.name: _qwen2_5_vl_config,
+    QWEN3_VL.name: _qwen3_vl_config,
+    GLM_4_1V.name: _glm_4_1v_config,
+}
 
 
 def _reply_ids(
@@ -328,7 +525,9 @@ def _reply_ids(
     return tokenizer(answer, add_special_tokens=False)["input_ids"]
 
 
-def _warm_up_reply_prior(torch, model, tokenizer, seed: int, steps: int = REPLY_PRIOR_STEPS) -> dict:
+def _warm_up_reply_prior(
+    torch, model, tokenizer, seed: int, family: ModelFamily = QWEN2_5_VL, steps: int = REPLY_PRIOR_STEPS
+) -> dict:
     """Next-token training on chat turns: a task's question (with random tokens standing in for its
     images) and a reply drawn from `REPLY_MIX`. Returns what was done, for `ssl4rl_tiny.json`."""
 
@@ -344,19 +543,28 @@ def _warm_up_reply_prior(torch, model, tokenizer, seed: int, steps: int = REPLY_
     reply_ids = tokenizer.convert_tokens_to_ids(list(REPLY_TAGS) + reply_answer_tokens())
     word_ids = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(w))[0] for w in _THINK_WORDS]
     noise_ids = sorted(set(reply_ids + word_ids))
-    plain_ids = [i for i in range(len(tokenizer)) if i >= len(SPECIAL_TOKENS)]
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
-    head = tokenizer("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
-    turn = tokenizer("<|im_end|>\n<|im_start|>assistant\n")
+    special = _special_tokens(family)
+    plain_ids = [i for i in range(len(tokenizer)) if i >= len(special)]
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in special}
+    # the chat template's text before and after a user turn's content (Qwen: system turn, role markers)
+    marker = "\x00QUESTION\x00"
+    templated = tokenizer.apply_chat_template(
+        [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
+    )
+    head_text, turn_text = templated.split(marker)
+    head = tokenizer(head_text, add_special_tokens=False)
+    turn = tokenizer(turn_text, add_special_tokens=False)
+    image_start, image_end = ids[family.image_start], ids[family.image_end]
+    end_of_turn, padding = ids[_end_of_turn(family)], ids["<|endoftext|>"]
 
     def example() -> tuple[list[int], list[int]]:
         task, question = pairs[rng.integers(len(pairs))]
         prompt = list(head["input_ids"])
         for _ in range(rng.integers(1, 5)):
-            prompt += [ids["<|vision_start|>"], *rng.choice(plain_ids, size=rng.integers(1, 5)).tolist()]
-            prompt.append(ids["<|vision_end|>"])
+            prompt += [image_start, *rng.choice(plain_ids, size=rng.integers(1, 5)).tolist()]
+            prompt.append(image_end)
         prompt += question + list(turn["input_ids"])
-        reply = _reply_ids(tokenizer, rng, answers[task], answers_by_task, noise_ids) + [ids["<|im_end|>"]]
+        reply = _reply_ids(tokenizer, rng, answers[task], answers_by_task, noise_ids) + [end_of_turn]
         return prompt + reply, [-100] * len(prompt) + reply
 
     batch_size, losses = 16, []
@@ -372,7 +580,7 @@ def _warm_up_reply_prior(torch, model, tokenizer, seed: int, steps: int = REPLY_
                 rows = [example() for _ in range(batch_size)]
                 width = max(len(r[0]) for r in rows)
                 # right padding: positions of real tokens stay 0..n-1, padded labels are ignored
-                input_ids = torch.tensor([r[0] + [ids["<|endoftext|>"]] * (width - len(r[0])) for r in rows])
+                input_ids = torch.tensor([r[0] + [padding] * (width - len(r[0])) for r in rows])
                 labels = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
                 mask = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
                 loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss

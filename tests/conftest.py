@@ -62,6 +62,24 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_family_model(tmp_path_factory, tiny_model):
+    """`tiny_family_model(name)`: the tiny offline model (seed 0) of a registered model family, built once per
+    session (Qwen2.5-VL is `tiny_model`)."""
+    from ssl4rl.tiny import build_tiny_model
+
+    made: dict[str, str] = {"qwen2.5-vl": tiny_model}
+
+    def model(family: str) -> str:
+        if family not in made:
+            made[family] = build_tiny_model(
+                str(tmp_path_factory.mktemp("tiny") / family), seed=0, family=family
+            )
+        return made[family]
+
+    return model
+
+
+@pytest.fixture(scope="session")
 def small_photos(tmp_path_factory, photo_paths):
     """`small_photos(side, count)`: a folder of the first `count` real photographs as PNGs, longest side
     `side` px, written once per session per (side, count): the input of builds in tests."""

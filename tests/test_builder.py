@@ -336,7 +336,10 @@ def test_a_wrong_tokenizer_is_one_line_and_leaves_nothing_to_resume(small_photos
     """A mistyped --tokenizer used to fail after the resume marker was written (and after hub retries)."""
     folder = small_photos(96, 4)
     out = tmp_path / "typo"
-    for wrong, reason in [(str(tmp_path / "no-such-model"), "no such directory"), (folder, "no tokenizer_config")]:
+    for wrong, reason in [
+        (str(tmp_path / "no-such-model"), "no such directory"),
+        (folder, "no tokenizer_config"),
+    ]:
         with pytest.raises(UserError, match=reason):
             build(config(folder, out, tokenizer=wrong))
     assert not out.exists() or not os.listdir(out)

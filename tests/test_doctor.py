@@ -3,6 +3,7 @@ a real tiny model and verl's real config; plus the adjustments it makes from wha
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from ssl4rl.backends.verl import launch as vl  # noqa: E402
 from ssl4rl.backends.verl.recipes import get_recipe  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
 from ssl4rl.errors import UserError  # noqa: E402
+from ssl4rl.lora import lora_settings  # noqa: E402
 
 GIB = resources.GIB
 SMALL_BATCH = ["data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4"]
@@ -242,3 +244,113 @@ def test_doctor_command_prints_one_line_per_check_and_exits_1_on_failure(
     assert any(line.startswith("skip  CUDA") and "login node" in line for line in out)
     assert main([*argv, "--", *SMALL_BATCH]) == 0  # on a login node a missing GPU stack is only a warning
     assert "FAIL" not in capsys.readouterr().out
+
+
+# ---- LoRA -----------------------------------------------------------------------------------------------
+
+# rank 64 on every linear layer of Qwen2.5-VL-3B's language model: 36 layers x 64 x (q 2048+2048, k and v
+# 2048+256 each, o 2048+2048, gate/up/down 2048+11008 each) (ssl4rl.lora.adapter_parameters on its shapes)
+QWEN_3B_ADAPTER_R64 = 119_734_272
+
+
+def lora_config(*extra: str, rank: int = 64):
+    launch = vl.build_launch(
+        get_recipe("mmbench_rotation"),
+        vl.Layout(1, 1),
+        extra=list(extra),
+        attn="sdpa",
+        lora=lora_settings(rank),
+    )
+    return doctor.composed_config(launch)
+
+
+def test_lora_memory_is_a_frozen_base_plus_the_adapters_training_state():
+    config = lora_config()
+    settings = resources.config_lora(config)
+    assert settings.rank == 64 and settings.lora_alpha == 128 and settings.exclude_modules
+    plan = resources.memory_plan(config, QWEN_3B_PARAMS, 80 * GIB, adapter_params=QWEN_3B_ADAPTER_R64)
+    # fp32 base weights (verl's default model_dtype; no gradients, no moments), the adapter's fp32 weights +
+    # gradients + two Adam moments, and no reference model (the actor with its adapter off is the reference)
+    assert plan.actor_bytes == QWEN_3B_PARAMS * 4 + QWEN_3B_ADAPTER_R64 * 16
+    assert plan.fits and "LoRA, 119.7M trainable" in plan.describe()
+    # full fine-tuning of the same model needs both offloads on this card; LoRA needs none
+    assert (
+        resources.fit_memory(config, QWEN_3B_PARAMS, 80 * GIB, adapter_params=QWEN_3B_ADAPTER_R64).changes
+        == {}
+    )
+    full = resources.fit_memory(recipe_config(), QWEN_3B_PARAMS, 80 * GIB)
+    assert full.changes == {resources.OPTIMIZER_OFFLOAD: True, resources.PARAM_OFFLOAD: True}
+    # a bf16 base halves the frozen weights (verl then casts the adapter to bf16 too)
+    bf16 = lora_config("actor_rollout_ref.actor.fsdp_config.model_dtype=bf16")
+    assert resources.memory_plan(
+        bf16, QWEN_3B_PARAMS, 80 * GIB, adapter_params=QWEN_3B_ADAPTER_R64
+    ).actor_bytes == (QWEN_3B_PARAMS * 2 + QWEN_3B_ADAPTER_R64 * 8)
+    # offloading the weights takes base and adapter off the GPU, the optimizer offload the moments
+    offloaded = resources.memory_plan(
+        config, QWEN_3B_PARAMS, 80 * GIB, {resources.PARAM_OFFLOAD: True}, QWEN_3B_ADAPTER_R64
+    )
+    assert offloaded.actor_bytes == QWEN_3B_ADAPTER_R64 * 8
+    # a save: every weight in fp32, moments of the adapter only
+    assert resources.checkpoint_bytes(QWEN_3B_PARAMS, QWEN_3B_ADAPTER_R64) == (
+        (QWEN_3B_PARAMS + QWEN_3B_ADAPTER_R64) * 4 + QWEN_3B_ADAPTER_R64 * 8
+    )
+
+
+def test_the_doctor_counts_the_adapter_of_the_model_it_checks(tmp_path, tiny_model, rl_dir):
+    import peft
+    from transformers import AutoModelForImageTextToText
+
+    launch = vl.build_launch(
+        get_recipe("mmbench_jigsaw"),
+        vl.Layout(1, 1),
+        model=tiny_model,
+        data_dir=rl_dir,
+        extra=SMALL_BATCH,
+        attn="sdpa",
+        run=vl.RunOptions(checkpoint_root=str(tmp_path / "ckpt"), run_id="r1"),
+        lora=lora_settings(8),
+    )
+    result = doctor.preflight(launch, login=True, gpu_memory_gb=24, progress=False, imports=False)
+    checks = by_name(result)
+    assert checks["verl config"].status == doctor.OK, checks["verl config"].line()
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    wrapped = peft.get_peft_model(
+        model,
+        peft.LoraConfig(
+            r=8,
+            target_modules="all-linear",
+            exclude_modules=resources.config_lora(result.config).exclude_modules,
+        ),
+    )
+    trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    assert (
+        checks["GPU memory"].status == doctor.OK
+        and f"LoRA, {trainable:,} trainable" in checks["GPU memory"].detail
+    )
+    facts = doctor.gather_facts(result.config, gpu_memory_gb=24, progress=False)
+    assert facts.adapter_params == trainable
+
+
+def test_lora_launch_sets_what_verl_needs_and_validates_without_vllm(monkeypatch):
+    config = lora_config()
+    model = config.actor_rollout_ref.model
+    assert (model.lora_rank, model.lora_alpha, model.target_modules) == (64, 128, "all-linear")
+    assert config.actor_rollout_ref.rollout.load_format == "safetensors"  # vLLM loads the base from disk
+    assert config.actor_rollout_ref.actor.optim.lr == 1e-5
+    # the user's own learning rate wins over LoRA's
+    assert lora_config("actor_rollout_ref.actor.optim.lr=3e-6").actor_rollout_ref.actor.optim.lr == 3e-6
+    vl.check_config(config)  # verl's validation, its vLLM rank check done here when vLLM is absent
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(UserError, match="above vLLM's largest, 512"):
+            vl.check_config(lora_config(rank=1024))
+
+
+def test_lora_flags_reach_the_printed_verl_command(capsys):
+    argv = ["train", "--recipe", "mmbench_rotation", "--no-check", "--dry-run", "--gpus-per-node", "1"]
+    assert main([*argv, "--lora-rank", "32", "--lora-target-modules", "q_proj", "v_proj"]) == 0
+    printed = capsys.readouterr()
+    assert "actor_rollout_ref.model.lora_rank=32" in printed.out
+    assert "actor_rollout_ref.model.target_modules=[q_proj,v_proj]" in printed.out
+    assert "actor_rollout_ref.model.lora_alpha=64" in printed.out and "LoRA: actor_rollout_ref" in printed.err
+    assert main([*argv, "--lora-alpha", "16"]) == 2
+    assert "need --lora-rank" in capsys.readouterr().err

@@ -118,3 +118,67 @@ def assert_usual_permissions(directory) -> None:
 
 def test_written_model_has_the_usual_permissions(tiny_dir):
     assert_usual_permissions(tiny_dir)
+
+
+OTHER_FAMILIES = {
+    # family: (model class, processor class, chat-template markers of one image)
+    "qwen3-vl": (
+        "Qwen3VLForConditionalGeneration",
+        "Qwen3VLProcessor",
+        "<|vision_start|><|image_pad|><|vision_end|>",
+    ),
+    "glm-4.1v": (
+        "Glm4vForConditionalGeneration",
+        "Glm4vProcessor",
+        "<|begin_of_image|><|image|><|end_of_image|>",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))
+def test_other_families_load_count_image_tokens_as_the_budget_says_and_generate(
+    family, tiny_family_model, photos
+):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from ssl4rl.model_families import family_of_model_dir, get_family
+    from ssl4rl.rl_row import PromptLength, processor_family
+
+    model_dir = tiny_family_model(family)
+    model_class, processor_class, markers = OTHER_FAMILIES[family]
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    assert (type(model).__name__, type(processor).__name__) == (model_class, processor_class)
+    assert family_of_model_dir(model_dir) is get_family(family) is processor_family(processor)
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+    prompt = [{"role": "user", "content": "<image><image>How many degrees was the second image rotated?"}]
+    length = PromptLength(processor, fetch_resize=False)
+    assert length.budget is not None and length.budget.family is get_family(family)
+    text = length.template(prompt)
+    assert text.count(markers) == 2
+    images = [photos[0].image, photos[1].image.resize((40, 300))]
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    assert len(inputs["input_ids"][0]) == length(prompt, images)  # the budget's count is the processor's
+    image_tokens = int((inputs["input_ids"] == model.config.image_token_id).sum())
+    # 1 to 4 tokens for a photograph; the 40x300 strip keeps its narrow side one token wide and costs a few more
+    assert 2 <= image_tokens <= 12
+
+    torch.manual_seed(0)
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=True)
+    assert 1 <= out.shape[1] - inputs["input_ids"].shape[1] <= 8
+
+    from ssl4rl.tiny import REPLY_TAGS
+
+    for tag in REPLY_TAGS:
+        assert len(processor.tokenizer(tag, add_special_tokens=False)["input_ids"]) == 1, tag
+
+
+def test_cli_writes_the_asked_family(tmp_path, capsys):
+    from ssl4rl.cli import main
+
+    assert main(["tiny-model", str(tmp_path / "q3"), "--model-family", "qwen3-vl"]) == 0
+    assert "tiny Qwen3-VL" in capsys.readouterr().out
+    assert main(["tiny-model", str(tmp_path / "x"), "--model-family", "qwen3"]) == 2
+    assert "Did you mean 'qwen3-vl'" in capsys.readouterr().err

@@ -116,3 +116,58 @@ def test_main_ppo_with_online_data_reaches_the_gpu_request(tiny_model, photo_fol
     output = run_main_ppo(launch)
     assert_reached_gpu_request(output, "OnlineRLHFDataset")
     assert "online dataset: 16 items per epoch from 2 part(s)" in output
+
+
+@pytest.mark.parametrize("family", ["qwen3-vl", "glm-4.1v"])
+def test_main_ppo_with_other_families_reaches_the_gpu_request(
+    family, tiny_family_model, photo_folder, tmp_path
+):
+    """The same launch for a tiny Qwen3-VL and GLM-4.1V on data built for their budgets: verl loads their
+    processors and our rows and gets to its workers (GLM-4.1V with the overrides `ssl4rl train` adds)."""
+    from ssl4rl.builder import BuildConfig, build
+    from ssl4rl.model_families import get_family
+    from ssl4rl.tiny import tiny_pixel_limits
+    from ssl4rl.training_data.preprocess import PreprocessConfig, preprocess
+
+    model = tiny_family_model(family)
+    low, high = tiny_pixel_limits(get_family(family))
+    built = {"train": [], "validation": []}
+    for task, knobs in (("rotation", {}), ("jigsaw", {"grid": 2})):
+        for split in built:
+            out = str(tmp_path / f"{task}-{split}")
+            config = BuildConfig(
+                task=task,
+                source="folder",
+                input=photo_folder,
+                out=out,
+                knobs=knobs,
+                split=split,
+                model_family=family,
+                min_pixels=low,
+                max_pixels=high,
+                tokenizer=model,
+                progress=False,
+            )
+            build(config)
+            built[split].append(out)
+    data = str(tmp_path / "verl")
+    preprocess(
+        PreprocessConfig(
+            out=data, train=built["train"], val=built["validation"], allow_shared_images=True, progress=False
+        )
+    )
+    launch = vl.build_launch(
+        get_recipe("mmbench_jigsaw"),
+        vl.Layout(1, 1),
+        model=model,
+        data_dir=data,
+        attn="sdpa",
+        run=vl.RunOptions(checkpoint_root=str(tmp_path / "ckpt")),
+        extra=[*CPU_MACHINE, *SMALL_BATCH],
+    )
+    assert any("external_lib" in a for a in launch.argv) == (family == "glm-4.1v")
+    output = run_main_ppo(launch)
+    assert_reached_gpu_request(output, "RLHFDataset")
+    assert "Failed to create processor" not in output  # verl's hf_processor took the family's processor
+    train_rows = int(output.split("train dataset size: ")[1].split(",")[0])
+    assert train_rows >= 16, output[-2000:]

@@ -297,6 +297,9 @@ def finish(
         "split": config.split,
         "seed": config.seed,
         "config": _jsonable(config.identity() | {"workers": config.workers, "shard": list(config.shard)}),
+        # the family whose processor the token budget counted for: training or evaluating another family
+        # with these rows is refused or re-counted (`ssl4rl doctor`, the TRL backend, `ssl4rl eval --ssl`)
+        "model_family": config.family_record(),
         "versions": package_versions("numpy", "pillow", "pyarrow", "albumentations", "datasets", "imagehash"),
         "counts": {
             "source_items": n_sources,

@@ -7,12 +7,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..budget import DEFAULT_MIN_PIXELS
 from ..errors import UserError
 from ..images import DEFAULT_MAX_SOURCE_PIXELS, MIN_SIDE, Encoding
+from ..model_families import DEFAULT_FAMILY, get_family
 
-# Qwen2.5-VL-3B-Instruct's preprocessor_config.json limits (the processor verl and the paper train with).
-QWEN25VL_MAX_PIXELS = 12845056
 PLAN_STREAM = 0x504C414E  # "PLAN": keeps the plan's random stream apart from every sample's
 # The paper's prompt budget: verl's data.max_prompt_length in configs/ssl4rl_grpo.yaml (and TRL's
 # max_prompt_length). The default, so that a build fits the recipe unless told otherwise; a prompt over
@@ -39,14 +37,19 @@ class BuildConfig:
     encoding: Encoding = field(default_factory=Encoding)
     # downscale views so every prompt fits; None (or 0): no budget, views keep their size
     max_prompt_tokens: int | None = DEFAULT_MAX_PROMPT_TOKENS
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = QWEN25VL_MAX_PIXELS
+    # the model family whose processor the token budget counts for (`ssl4rl.model_families`)
+    model_family: str = DEFAULT_FAMILY
+    min_pixels: int | None = None  # None: the family's released checkpoints' processor limits
+    max_pixels: int | None = None
     tokenizer: str | None = None  # exact text-token counts; without it a safe upper bound is used
     min_side: int = MIN_SIDE
     max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
     progress: bool = True
 
     def __post_init__(self):
+        family = get_family(self.model_family)
+        self.min_pixels = self.min_pixels or family.min_pixels
+        self.max_pixels = self.max_pixels or family.max_pixels
         if isinstance(self.encoding, dict):
             self.encoding = Encoding(**self.encoding)
         index, count = self.shard
@@ -84,7 +87,15 @@ class BuildConfig:
         data = dataclasses.asdict(self)
         for key in ("out", "workers", "shard", "progress"):
             data.pop(key)
+        if data["model_family"] == DEFAULT_FAMILY:
+            # builds from before families existed resume (their marker files have no such key)
+            data.pop("model_family")
         return data
+
+    def family_record(self) -> dict[str, Any]:
+        """What the manifest records about the budget's family (readers refuse or re-check other families)."""
+        family = get_family(self.model_family)
+        return family.summary() | {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
 
 
 def max_prompt_tokens(text: str) -> int | None:

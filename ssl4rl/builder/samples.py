@@ -15,6 +15,7 @@ from PIL import Image
 from ..budget import TokenBudget, scaled_size, text_token_upper_bound
 from ..errors import UserError, require
 from ..images import SkipSample, encode_image
+from ..model_families import get_family
 from ..model_reference import check_model_reference
 from ..sources import open_source
 from ..tasks import IMAGE_PLACEHOLDER, Plan, get_task
@@ -54,7 +55,8 @@ class SampleFactory:
             config.source, config.input, split=config.source_split or config.split, **config.source_options
         )
         self.task = get_task(config.task, **config.knobs)
-        self.budget = TokenBudget(min_pixels=config.min_pixels, max_pixels=config.max_pixels)
+        self.family = get_family(config.model_family)
+        self.budget = TokenBudget.for_family(self.family, config.min_pixels, config.max_pixels)
         self.source_id = getattr(self.source, "source_id", None) or f"{config.source}:{config.input}"
         self.knobs_json = json.dumps(self.task.knob_dict(), sort_keys=True)
         self._text_tokens: dict[str, int] = {}
@@ -186,8 +188,9 @@ class SampleFactory:
         )
         if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding: a Mapping, not a dict
             ids = ids["input_ids"]
-        # Each image renders as <|vision_start|><|image_pad|><|vision_end|>: counted by the image budget.
-        return len(ids) - 3 * n_images
+        # Each image renders as its markers (Qwen: <|vision_start|><|image_pad|><|vision_end|>): counted by the
+        # image budget.
+        return len(ids) - self.family.template_tokens_per_image * n_images
 
 
 def resize(image: Image.Image, scale: float) -> Image.Image:

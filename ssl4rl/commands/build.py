@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..budget import DEFAULT_MIN_PIXELS
 from ..builder import BuildConfig, build
-from ..builder.config import DEFAULT_MAX_PROMPT_TOKENS, QWEN25VL_MAX_PIXELS, max_prompt_tokens
+from ..builder.config import DEFAULT_MAX_PROMPT_TOKENS, max_prompt_tokens
 from ..builder.ray_fanout import build_on_ray
 from ..cli_args import parse_key_values, parse_shard
 from ..errors import UserError
 from ..images import Encoding
+from ..model_families import DEFAULT_FAMILY, family_names, resolve_family
 from ..tasks import TASKS
 
 DESCRIPTION = """Build an SSL dataset (sharded parquet + manifest.json) from an image source.
@@ -19,6 +19,7 @@ examples:
   ssl4rl build --task rotation --source mmbench --input MMBench_DEV_EN.tsv --split validation --out data/mmbench/rotation
   ssl4rl build --task jigsaw --grid 3 --source folder --input ~/photos --out data/photos/jigsaw3 --workers 8
   ssl4rl build --task position --source imagenet-subset --input PKU-ML/ImageNet-Subset --shard 3/16 --out /shared/pos
+  ssl4rl build --task jigsaw --source folder --input ~/photos --out data/q3/jigsaw --model-family qwen3-vl --tokenizer Qwen/Qwen3-VL-4B-Instruct
 
 Same inputs and --seed give byte-identical shards for any --workers or --shard partition; rerunning
 an interrupted build resumes it. Task knobs (below) apply to the task that has them (`ssl4rl tasks`)."""
@@ -78,9 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "verl's data.max_prompt_length in the recipes); 0 or none: views keep their size, and the manifest "
         f"counts the samples over {DEFAULT_MAX_PROMPT_TOKENS}",
     )
-    parser.add_argument("--min-pixels", type=int, help="processor min_pixels for the token estimate")
     parser.add_argument(
-        "--max-pixels", type=int, help="processor max_pixels for the token estimate (12845056)"
+        "--model-family",
+        metavar="NAME",
+        help=f"model family the token budget counts for: {', '.join(family_names())} "
+        f"(default: the --tokenizer model's config.json, else {DEFAULT_FAMILY})",
+    )
+    parser.add_argument(
+        "--min-pixels", type=int, help="processor min_pixels for the token estimate (default: the family's)"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        help="processor max_pixels for the token estimate (default: the family's, 12845056 for Qwen2.5-VL)",
     )
     parser.add_argument(
         "--tokenizer", help="tokenizer dir or id for exact text-token counts (else a safe bound)"
@@ -147,8 +158,10 @@ def run(args: argparse.Namespace) -> int:
         samples_per_shard=args.samples_per_shard,
         encoding=encoding,
         max_prompt_tokens=args.max_prompt_tokens,
-        min_pixels=args.min_pixels or DEFAULT_MIN_PIXELS,
-        max_pixels=args.max_pixels or QWEN25VL_MAX_PIXELS,
+        # --tokenizer names the model when it is a model directory: its config.json gives the family
+        model_family=resolve_family(args.tokenizer, args.model_family).name,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
         tokenizer=args.tokenizer,
         progress=not args.no_progress,
     )
@@ -156,8 +169,13 @@ def run(args: argparse.Namespace) -> int:
     counts = manifest["counts"]
     state = "complete" if manifest["complete"] else f"shard {args.shard} done, other shards pending"
     skipped = ", ".join(f"{k}: {v}" for k, v in manifest["skipped"].items()) or "none"
+    budget = (
+        f", every prompt within {config.max_prompt_tokens} {config.model_family} tokens"
+        if config.max_prompt_tokens
+        else ""
+    )
     print(
-        f"{manifest['task']}/{manifest['split']}: {counts['written']} samples written, "
+        f"{manifest['task']}/{manifest['split']}: {counts['written']} samples written{budget}, "
         f"{counts['skipped']} skipped ({skipped}), {manifest['seconds']} s, {state} -> {args.out}"
     )
     overlong = counts["would_be_dropped_by_overlong_filter"]

@@ -88,10 +88,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-circular", dest="circular", action="store_const", const="off", help="score the first pass only"
     )
     parser.add_argument(
-        "--min-pixels", type=int, default=35840, help="image processor min_pixels (paper: 35840)"
+        "--min-pixels",
+        type=int,
+        help="image processor min_pixels (default: the paper's 35840 for Qwen2.5-VL, the model's own for other "
+        "families; 0: the processor's own)",
     )
     parser.add_argument(
-        "--max-pixels", type=int, default=12845056, help="image processor max_pixels (paper: 12845056)"
+        "--max-pixels",
+        type=int,
+        help="image processor max_pixels (default: the paper's 12845056 for Qwen2.5-VL, the model's own for "
+        "other families; 0: the processor's own)",
     )
     parser.add_argument("--limit", type=int, help="only the first N questions (all their rotations)")
     parser.add_argument(

@@ -34,7 +34,8 @@ exact command instead. Anything after `--` (or any KEY=VALUE) is a verl/Hydra ov
 recipe and over every adjustment. Multi-node: see verl/README.md.
 
 --backend trl trains locally with TRL's GRPOTrainer (CPU or one GPU) on the same parquet and reward; its
-options are listed below under "TRL backend".
+options are listed below under "TRL backend". --objective and --lora-* apply to both backends; `ssl4rl merge`
+turns a LoRA run of either into a full model.
 
 examples:
   ssl4rl train --list
@@ -43,6 +44,7 @@ examples:
   ssl4rl train --recipe seedbench_jigsaw --model /models/Qwen2.5-VL-3B-Instruct -- trainer.total_epochs=1
   ssl4rl train --recipe seedbench_jigsaw --resume            # continue the latest run of this recipe
   ssl4rl train --recipe mmbench_position --nnodes 2 --gpus-per-node 8      # on a running Ray cluster
+  ssl4rl train --recipe mmbench_rotation --objective dapo --lora-rank 64   # DAPO, LoRA (docs/objectives.md)
   ssl4rl train --backend trl --model tiny/ --train-files data/verl/rot/train.parquet --max-steps 20"""
 
 TRL_MODULE = "ssl4rl.backends.trl.train"

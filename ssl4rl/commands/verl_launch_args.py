@@ -14,6 +14,8 @@ from ..backends.verl.launch import (
 )
 from ..backends.verl.recipes import get_recipe
 from ..errors import UserError
+from ..lora import lora_settings
+from ..objectives import objective_names
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,28 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run: `latest` (no value), a run id, or a run directory; never done unless asked",
     )
     parser.add_argument(
+        "--objective",
+        choices=objective_names(),
+        help="policy objective over the paper's GRPO recipe (default grpo; docs/objectives.md)",
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        help="train a LoRA adapter of this rank instead of all weights (default: off)",
+    )
+    parser.add_argument("--lora-alpha", type=int, help="LoRA alpha (default: twice the rank)")
+    parser.add_argument(
+        "--lora-target-modules",
+        nargs="+",
+        metavar="NAME",
+        help="linear layers to adapt, by name suffix (default: all-linear, every linear layer but the head)",
+    )
+    parser.add_argument(
+        "--lora-exclude-modules",
+        metavar="REGEX",
+        help="modules left without LoRA, a full-match regex (default: the vision tower; none: adapt it too)",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
@@ -68,4 +92,8 @@ def launch_from_args(args: argparse.Namespace, *, smoke: bool = False) -> Launch
         attn=args.attn,
         run=RunOptions(checkpoint_root=args.checkpoint_root, run_id=args.run_id, resume=args.resume),
         smoke=smoke,
+        objective=args.objective,
+        lora=lora_settings(
+            args.lora_rank, args.lora_alpha, args.lora_target_modules, args.lora_exclude_modules
+        ),
     )

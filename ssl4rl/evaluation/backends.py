@@ -22,7 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import UserError, require
+from ..model_families import QWEN2_5_VL
 from ..model_reference import check_model_reference
+from ..rl_row import processor_family
 
 IMAGE_PLACEHOLDER = "<image>"  # same marker as ssl4rl.tasks.base (the verl data contract)
 BACKENDS = ("auto", "vllm", "transformers")
@@ -106,6 +108,13 @@ class ScriptedGenerator:
         return {"backend": "scripted", "name": self.name}
 
 
+def pixel_kwargs(processor: Any, min_pixels: int | None, max_pixels: int | None) -> dict[str, Any]:
+    """Processor keyword arguments that set the image pixel limits, in the form the model's family takes
+    (Qwen: min_pixels / max_pixels; GLM-4.1V: size); none when both are unset or 0."""
+    family = processor_family(processor) or QWEN2_5_VL
+    return family.processor_pixel_kwargs(min_pixels or None, max_pixels or None)
+
+
 class TransformersGenerator:
     """Batched greedy generation with Hugging Face transformers (left padding, one forward per batch)."""
 
@@ -126,11 +135,9 @@ class TransformersGenerator:
         self.model_path = model_path
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.max_new_tokens = max_new_tokens
-        self.image_kwargs = {
-            key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value
-        }
         try:
             self.processor = transformers.AutoProcessor.from_pretrained(model_path)
+            self.image_kwargs = pixel_kwargs(self.processor, min_pixels, max_pixels)
             resolved_dtype = dtype or ("auto" if self.device.startswith("cuda") else "float32")
             self.model = transformers.AutoModelForImageTextToText.from_pretrained(
                 model_path, dtype=resolved_dtype
@@ -238,11 +245,9 @@ class VLLMGenerator:
         self.name = model_path
         self.model_path = model_path
         self.max_new_tokens = max_new_tokens
-        self.image_kwargs = {
-            key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value
-        }
         self.max_images = max(1, max_images_per_prompt)
         self.processor = transformers.AutoProcessor.from_pretrained(model_path)
+        self.image_kwargs = pixel_kwargs(self.processor, min_pixels, max_pixels)
         self.llm = vllm.LLM(
             model=model_path,
             limit_mm_per_prompt={"image": self.max_images},

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
 from ..images import SkipSample
+from ..model_families import QWEN2_5_VL, resolve_family
 from ..model_reference import check_model_reference
 from .backends import Generator, Request, make_generator
 from .benchmarks import get_benchmark
@@ -68,8 +69,10 @@ class BenchmarkEvalConfig:
     limit: int | None = None  # first N questions (all their rotations)
     batch_size: int | None = None  # prompts per generate call; default 8 (transformers) or 128 (vLLM)
     max_new_tokens: int = PAPER_MAX_NEW_TOKENS
-    min_pixels: int | None = PAPER_MIN_PIXELS
-    max_pixels: int | None = PAPER_MAX_PIXELS
+    # None: the paper's (VLMEvalKit's Qwen2VLChat) for a Qwen2.5-VL model, the model's own processor limits
+    # for other families (`with_family_pixel_limits`); 0: the processor's own
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     backend: str = "auto"
     name: str | None = None  # row label in reports; defaults to the name of the --out directory
     seed: int = 0
@@ -97,6 +100,19 @@ class BenchmarkEvalConfig:
         """The run's label: --name, else its output directory's name (a model directory is often
         called `final` or `huggingface`; the run directory is what the user named)."""
         return self.name or os.path.basename(os.path.normpath(os.path.abspath(self.out)))
+
+
+def with_family_pixel_limits(run):
+    """`run` (a benchmark or SSL eval config) with unset pixel limits filled in: the paper's 35840 / 12845056
+    for a Qwen2.5-VL model (the limits the paper evaluated with), left to the model's own processor for other
+    families (whose token sizes and limits differ: `ssl4rl.model_families`)."""
+    if resolve_family(run.model, None) is not QWEN2_5_VL:
+        return run
+    return replace(
+        run,
+        min_pixels=PAPER_MIN_PIXELS if run.min_pixels is None else run.min_pixels,
+        max_pixels=PAPER_MAX_PIXELS if run.max_pixels is None else run.max_pixels,
+    )
 
 
 def default_batch_size(generator: Generator | None) -> int:
@@ -200,6 +216,7 @@ def evaluate_benchmark(run: BenchmarkEvalConfig, generator: Generator | None = N
     run.validate()
     if generator is None and run.model:
         check_model_reference(run.model)  # before OUT is made: a mistyped path fails at once
+    run = with_family_pixel_limits(run)
     benchmark = get_benchmark(run.benchmark)
     protocol = get_protocol(run.protocol)
     questions, circular, load_info = prepare_questions(run)

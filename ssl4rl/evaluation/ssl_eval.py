@@ -13,6 +13,7 @@ import glob
 import io
 import json
 import os
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -24,13 +25,15 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..fileio import atomic_path, command_line, package_versions, write_json
 from ..images import SkipSample
+from ..model_families import resolve_family
 from ..model_reference import check_model_reference
 from ..reward import compute_score
 from ..rl_row import ground_truth
+from ..training_data.profile import budget_mismatch
 from .backends import Generator, Request, make_generator
 from .questions import load_image
 from .records import PredictionLog, check_run_config
-from .runner import PAPER_MAX_PIXELS, PAPER_MIN_PIXELS, default_batch_size
+from .runner import default_batch_size, with_family_pixel_limits
 
 SSL_IDENTITY = ("model", "data", "split", "min_pixels", "max_pixels", "max_new_tokens", "reward_options")
 _METRICS = ("score", "acc", "format")
@@ -45,8 +48,8 @@ class SSLEvalConfig:
     limit: int | None = None
     batch_size: int | None = None  # default 8 (transformers) or 128 (vLLM)
     max_new_tokens: int = 1024
-    min_pixels: int | None = PAPER_MIN_PIXELS
-    max_pixels: int | None = PAPER_MAX_PIXELS
+    min_pixels: int | None = None  # None: as `ssl4rl eval` (the paper's for Qwen2.5-VL, else the model's own)
+    max_pixels: int | None = None
     backend: str = "auto"
     name: str | None = None
     seed: int = 0
@@ -182,7 +185,12 @@ def evaluate_ssl(run: SSLEvalConfig, generator: Generator | None = None, scorer=
         raise UserError("--batch-size must be at least 1")
     if generator is None and run.model:
         check_model_reference(run.model)  # before OUT is made: a mistyped path fails at once
+    run = with_family_pixel_limits(run)
     samples, load_skips = read_ssl_samples(run.data, run.split, run.limit)
+    # no prompt limit here: data built for another family's token budget is answered all the same, but say so
+    budget_note = budget_mismatch([run.data], resolve_family(run.model, None)) if run.model else None
+    if budget_note and run.progress:
+        print(f"note: {budget_note} (evaluation has no prompt limit: every row is asked)", file=sys.stderr)
     if not samples:
         raise UserError(f"{run.data}: no SSL rows (need query/prompt and answer/reward_model columns)")
     os.makedirs(run.out, exist_ok=True)
@@ -264,6 +272,7 @@ def evaluate_ssl(run: SSLEvalConfig, generator: Generator | None = None, scorer=
                 "samples_per_second": round(answered / seconds, 3) if answered and seconds > 0 else None,
             },
             "outputs": [os.path.basename(p) for p in (*outputs, log.path)],
+            "budget_note": budget_note,
         },
     )
     return report

@@ -75,6 +75,7 @@ class OnlinePart:
         spec: OnlinePartConfig,
         *,
         max_prompt_tokens: int | None = None,
+        model_family: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         tokenizer: Any = None,
@@ -85,6 +86,7 @@ class OnlinePart:
         self.curriculum = Curriculum.parse(spec.curriculum) if spec.curriculum is not None else None
         overrides = {
             "max_prompt_tokens": spec.max_prompt_tokens or max_prompt_tokens,
+            "model_family": spec.model_family or model_family,
             "min_pixels": spec.min_pixels or min_pixels,
             "max_pixels": spec.max_pixels or max_pixels,
             "min_side": spec.min_side,
@@ -231,6 +233,7 @@ class OnlineSSLData:
         progress: str = "served",
         batch_size: int = 1,
         max_prompt_tokens: int | None = None,
+        model_family: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         tokenizer: Any = None,
@@ -245,6 +248,7 @@ class OnlineSSLData:
             OnlinePart(
                 part,
                 max_prompt_tokens=max_prompt_tokens,
+                model_family=model_family,
                 min_pixels=min_pixels,
                 max_pixels=max_pixels,
                 tokenizer=tokenizer,

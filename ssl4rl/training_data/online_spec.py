@@ -47,6 +47,8 @@ class OnlinePartConfig:
     # None: the trainer's max_prompt_length (verl data config / TRL), else no budget (unlike `ssl4rl build`,
     # whose default 1024 stands in for the recipe's trainer, an online part knows the trainer it feeds)
     max_prompt_tokens: int | None = None
+    # None: the trainer's processor's family (`ssl4rl.model_families`), else Qwen2.5-VL's
+    model_family: str | None = None
     min_pixels: int | None = None  # None: the processor's limits when a processor is given
     max_pixels: int | None = None
     tokenizer: str | None = None  # exact text-token counts; the trainer's own tokenizer is used when given

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..fileio import command_line, package_versions, write_json
+from ..model_families import built_for_family
 from ..rl_row import ABILITY, IMAGE_PLACEHOLDER, IMAGE_TYPE, RLParquetWriter, rl_table
 from ..tasks import TASKS
 from .build_status import incomplete_splits
@@ -207,6 +208,7 @@ def _built_manifest_summary(path: str) -> dict | None:
     splits = data.get("splits", {}) if isinstance(data, dict) else {}
     return {
         name: {k: info.get(k) for k in ("task", "knobs", "seed", "data_source")}
+        | {"model_family": built_for_family(info)}
         for name, info in splits.items()
         if isinstance(info, dict)
     }
@@ -657,13 +659,24 @@ def preprocess(config: PreprocessConfig) -> dict:
         bar.close()
     for output in outputs.values():
         output.commit()
+    described = [item.describe() for item in inputs]
     manifest = {
         "command": command_line(),
         "mode": config.mode,
         "seed": config.seed,
         "config": asdict(config),
         "versions": package_versions("pyarrow"),
-        "inputs": [item.describe() for item in inputs],
+        "inputs": described,
+        # families whose token budgets the built inputs were made for (trainers of another family re-count
+        # or refuse: `ssl4rl doctor`, the TRL backend)
+        "model_families": sorted(
+            {
+                split["model_family"]
+                for item in described
+                for split in (item["built_manifest"] or {}).values()
+                if split.get("model_family")
+            }
+        ),
         "outputs": {name: outputs[name].summary() for name in OUTPUTS},
         "skipped": dict(sorted(skips.items())),
         "split_stats": dict(sorted(stats.items())),

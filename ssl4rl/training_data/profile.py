@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..model_families import ModelFamily, manifest_budget_families, mismatch_reason
 from ..rl_row import count_placeholders, ground_truth
 
 BATCH_ROWS = 256
@@ -110,6 +111,36 @@ def profile_parquet(
 
 def profile_online_spec(path: str, rows: int, max_images: int) -> FileProfile:
     return FileProfile(path=path, rows=rows, max_images=max_images, online=True)
+
+
+def budget_families(paths: Sequence[str]) -> list[str]:
+    """Model families whose token budgets these data were built for, from the manifest.json of each path (a
+    dataset directory) or beside it (a parquet file of `ssl4rl build` or `ssl4rl preprocess`); empty when
+    nothing says (release-layout or hand-made data)."""
+    families: set[str] = set()
+    for path in paths:
+        path = os.path.abspath(path)
+        for folder in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+            manifest = os.path.join(folder, "manifest.json")
+            if os.path.isfile(manifest):
+                try:
+                    with open(manifest) as f:
+                        families.update(manifest_budget_families(json.load(f)))
+                except (OSError, ValueError):
+                    pass
+                break
+    return sorted(families)
+
+
+def budget_mismatch(files: Sequence[str], family: ModelFamily | None) -> str | None:
+    """One line when these files' token budget was built for another family than `family`'s, else None."""
+    if family is None:
+        return None
+    for built_for in budget_families(files):
+        reason = mismatch_reason(built_for, family)
+        if reason:
+            return reason
+    return None
 
 
 def data_files(value: Any) -> list[str]:

@@ -465,7 +465,7 @@ class ScriptedLLM:
     def __init__(self, tokenizer, replies_by_images: dict[str, list[str]]):
         self.tokenizer = tokenizer
         self.queues = {key: list(replies) for key, replies in replies_by_images.items()}
-        self.eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)  # Qwen: <|im_end|>
         self.calls = 0
 
     async def generate(self, *, request_id, prompt_ids, sampling_params, image_data=None, **kwargs):

@@ -18,6 +18,10 @@ Paper (verl) -> TRL mapping, see `TrlGrpoConfig`:
   vLLM rollouts                        -> use_vllm with vllm_mode = "colocate" (one GPU)
 TRL counts optimizer steps; one verl step (512 prompts, 4 PPO mini-batches) is 4 TRL steps with
 `ssl4rl/configs/trl_paper.yaml`'s batch settings.
+
+`--objective gspo|dapo|cispo|sapo` (ssl4rl/objectives.py) sets TRL's equivalents of a GRPO variant over the
+`--config` YAML; flags given on the command line still win. `--lora-rank R` trains a peft LoRA adapter
+(ssl4rl/lora.py) instead of all weights; `ssl4rl merge OUTPUT_DIR MODEL` folds it into a full model.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ import yaml
 from ...cli_args import add_dataclass_arguments, given_fields
 from ...configs import CONFIG_DIR
 from ...errors import UserError
+from ...lora import LORA_LEARNING_RATE, LoraSettings, lora_settings
+from ...objectives import PAPER, get_objective
 from ...reward import validate_options
 
 REPORT_TARGETS = ("tensorboard", "wandb")
@@ -49,7 +55,12 @@ class TrlGrpoConfig:
     """Everything a local GRPO run needs. Field names are the CLI flags (`--num-generations`) and YAML keys."""
 
     # ---- data and model ------------------------------------------------------------------------
-    model: str = field(default="", metadata=_help("hub id or local directory of a Qwen2.5-VL-style VLM"))
+    model: str = field(
+        default="",
+        metadata=_help(
+            "hub id or local directory of a VLM of a supported family (Qwen2.5-VL, Qwen3-VL, GLM-4.1V)"
+        ),
+    )
     train_files: list[str] = field(
         default_factory=list,
         metadata=_help("verl RL parquet files or directories (ssl4rl preprocess output)", metavar="PATH"),
@@ -72,7 +83,20 @@ class TrlGrpoConfig:
     warmup_steps: int = field(default=0, metadata=_help("LR warmup steps"))
     weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay (verl's default 0.01)"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
+    objective: str = field(
+        default=PAPER,
+        metadata=_help("GRPO variant: grpo (paper), gspo, dapo, cispo, sapo (docs/objectives.md)"),
+    )
     epsilon: float = field(default=0.2, metadata=_help("PPO clip ratio"))
+    epsilon_high: float | None = field(
+        default=None, metadata=_help("upper clip ratio (default: --epsilon; DAPO's clip-higher uses 0.28)")
+    )
+    importance_sampling_level: str = field(
+        default="token", metadata=_help("importance ratio per token, or per sequence (GSPO)")
+    )
+    mask_truncated_completions: bool = field(
+        default=False, metadata=_help("leave replies cut at max_completion_length out of the loss")
+    )
     loss_type: str = field(default="dapo", metadata=_help("TRL loss aggregation (dapo = verl token-mean)"))
     scale_rewards: str = field(default="group", metadata=_help("advantage scaling: group | batch | none"))
     max_prompt_length: int = field(
@@ -93,6 +117,25 @@ class TrlGrpoConfig:
     max_steps: int = field(default=0, metadata=_help("optimizer steps (0 = run num_train_epochs)"))
     num_train_epochs: float = field(default=1.0, metadata=_help("epochs when max_steps is 0"))
     seed: int = field(default=0, metadata=_help("seed of sampling, shuffling and initialisation"))
+    # ---- LoRA -----------------------------------------------------------------------------------------
+    lora_rank: int = field(
+        default=0,
+        metadata=_help(
+            "train a peft LoRA adapter of this rank (0 = all weights); from the CLI or a YAML, "
+            "the learning rate then defaults to 1e-5"
+        ),
+    )
+    lora_alpha: int = field(default=0, metadata=_help("LoRA alpha (0 = twice the rank)"))
+    lora_target_modules: list[str] = field(
+        default_factory=list,
+        metadata=_help("linear layers to adapt, by name suffix (default all-linear)", metavar="NAME"),
+    )
+    lora_exclude_modules: str | None = field(
+        default=None,
+        metadata=_help(
+            "modules left without LoRA, a full-match regex (default the vision tower; none = adapt it)"
+        ),
+    )
     # ---- reward ------------------------------------------------------------------------------------
     reward_options: dict[str, Any] = field(
         default_factory=dict,
@@ -170,8 +213,20 @@ class TrlGrpoConfig:
             raise UserError("--refill-rounds must be 0 or more")
         if self.refill_rounds and not self.filter_zero_signal:
             raise UserError("--refill-rounds needs --filter-zero-signal")
+        if self.importance_sampling_level not in ("token", "sequence"):
+            raise UserError(
+                f"--importance-sampling-level must be token or sequence; got {self.importance_sampling_level!r}"
+            )
+        trl_objective(self.objective)
+        _ = self.lora  # LoraSettings checks the values
         self.reward_options = validate_options(self.reward_options)
         return self
+
+    @property
+    def lora(self) -> LoraSettings | None:
+        return lora_settings(
+            self.lora_rank, self.lora_alpha, self.lora_target_modules, self.lora_exclude_modules
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,14 +301,29 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     return data
 
 
+def trl_objective(name: str) -> dict[str, Any]:
+    """The TrlGrpoConfig values of a named objective; a one-line refusal when TRL has no equivalent."""
+    objective = get_objective(name)
+    if objective.trl is None:
+        raise UserError(
+            f"--objective {name} has no TRL equivalent: {objective.trl_missing}; use --backend verl"
+        )
+    return dict(objective.trl)
+
+
 def config_from_args(args: argparse.Namespace) -> TrlGrpoConfig:
-    """Defaults < `--config` YAML < flags given; `--reward-option` pairs are merged into the YAML's options."""
+    """Defaults < `--config` YAML < the objective's values < flags given; `--reward-option` pairs are merged
+    into the YAML's options. A LoRA run without a learning rate of its own gets `LORA_LEARNING_RATE`."""
     values: dict[str, Any] = {}
     if getattr(args, "trl_config", None):
         values.update(load_yaml_config(args.trl_config))
-    for name, given in given_fields(args, TrlGrpoConfig).items():
+    given = given_fields(args, TrlGrpoConfig)
+    values.update(trl_objective(given.get("objective") or values.get("objective") or PAPER))
+    for name, value in given.items():
         if name == "reward_options":
-            values["reward_options"] = {**values.get("reward_options", {}), **dict(given)}
+            values["reward_options"] = {**values.get("reward_options", {}), **dict(value)}
         else:
-            values[name] = given
+            values[name] = value
+    if values.get("lora_rank") and "learning_rate" not in values:
+        values["learning_rate"] = LORA_LEARNING_RATE
     return TrlGrpoConfig(**values)

@@ -22,7 +22,7 @@ import datasets
 from datasets.utils import logging as datasets_logging
 
 from ...reward import trl_reward_function
-from ...rl_row import decode_image_cell, processor_pixel_limits, to_content_blocks
+from ...rl_row import decode_image_cell, processor_family, processor_pixel_limits, to_content_blocks
 from ...training_data.online import OnlineSSLData
 from ...training_data.online_spec import OnlineDataConfig, load_spec
 from .callbacks import OnlineCurriculumCallback
@@ -60,12 +60,14 @@ def online_trl_dataset(
 ):
     """(datasets.Dataset that generates rows on access, the OnlineSSLData behind it)."""
     min_pixels, max_pixels = processor_pixel_limits(processor)
+    family = processor_family(processor)
     online = OnlineSSLData(
         spec
         if isinstance(spec, OnlineDataConfig)
         else load_spec(list(spec) if not isinstance(spec, str) else spec),
         progress="explicit",
         max_prompt_tokens=max_prompt_length or None,
+        model_family=family.name if family else None,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         tokenizer=getattr(processor, "tokenizer", None),

@@ -28,6 +28,8 @@ from ...errors import UserError, require
 from ...fileio import command_line, package_versions, write_json
 from ...model_reference import check_model_reference
 from ...reward import trl_reward_function
+from ...rl_row import processor_family
+from ...training_data.profile import budget_families, budget_mismatch
 from .callbacks import is_finite_number, run_callbacks
 from .config import TrlGrpoConfig, add_arguments, config_from_args
 from .data import is_online_spec, load_rl_dataset, parquet_files
@@ -74,6 +76,9 @@ def grpo_arguments(config: TrlGrpoConfig, *, cuda: bool, bf16: bool):
         num_generations=config.num_generations,
         beta=config.beta,
         epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        importance_sampling_level=config.importance_sampling_level,
+        mask_truncated_completions=config.mask_truncated_completions,
         loss_type=config.loss_type,
         scale_rewards=config.scale_rewards,
         max_completion_length=config.max_completion_length,
@@ -107,6 +112,25 @@ def grpo_arguments(config: TrlGrpoConfig, *, cuda: bool, bf16: bool):
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
+    )
+
+
+def peft_config(config: TrlGrpoConfig):
+    """peft's LoraConfig for a LoRA run (None: all weights train). TRL then uses the model with its adapter
+    switched off as the KL reference, so no second copy of the model is loaded."""
+    settings = config.lora
+    if settings is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.lora_alpha,
+        target_modules=settings.peft_target_modules,
+        exclude_modules=settings.exclude_modules,
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -174,6 +198,24 @@ def train_grpo(
             limit=config.limit,
         )
     manifest["train_data"] = train_report
+    family = processor_family(processor)
+    manifest["model_family"] = family.name if family else None
+    if not is_online_spec(config.train_files):
+        files = parquet_files(config.train_files) + (
+            parquet_files(config.val_files) if config.val_files else []
+        )
+        train_report["budget_built_for"] = budget_families(files)
+        reason = budget_mismatch(files, family)
+        if reason:
+            # TRL's processor counts every row again (load_rl_dataset): the mismatch costs rows, never a crash
+            recount = (
+                f"every prompt was re-counted with the model's processor, "
+                f"{train_report['skipped'].get('prompt_too_long', 0)} over {config.max_prompt_length} tokens dropped"
+                if config.max_prompt_length > 0
+                else "no prompt limit (max_prompt_length 0), so nothing is dropped"
+            )
+            train_report["budget_note"] = f"{reason}; {recount}"
+            print(f"note: {train_report['budget_note']}", file=sys.stderr)
     eval_dataset = None
     if config.val_files and config.eval_steps > 0:
         eval_dataset, manifest["val_data"] = load_rl_dataset(
@@ -205,6 +247,7 @@ def train_grpo(
         eval_dataset=eval_dataset,
         processing_class=processor,
         callbacks=run_callbacks(config.output_dir, config.report_to) + extra_callbacks,
+        peft_config=peft_config(config),
         **filter_kwargs,
     )
     manifest["status"] = "training"
@@ -218,7 +261,7 @@ def train_grpo(
         raise
 
     final_dir = os.path.join(config.output_dir, "final")
-    trainer.save_model(final_dir)  # model + processor, loadable with from_pretrained
+    trainer.save_model(final_dir)  # model (a LoRA run: the adapter only) + processor
     processor.save_pretrained(final_dir)
     manifest.update(
         status="done",
@@ -229,6 +272,7 @@ def train_grpo(
             key=lambda d: int(d.rsplit("-", 1)[-1]),
         ),
         final_checkpoint=final_dir,
+        lora_adapter=config.lora is not None,
         tensorboard_dir=os.path.join(config.output_dir, "tensorboard")
         if "tensorboard" in config.report_to
         else None,

@@ -22,7 +22,7 @@ from typing import Any
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from ...errors import UserError
-from ...rl_row import processor_pixel_limits
+from ...rl_row import processor_family, processor_pixel_limits
 from ...training_data.online import OnlineSSLData
 from ...training_data.online_spec import is_spec_file, load_spec
 
@@ -68,11 +68,13 @@ class OnlineRLHFDataset(RLHFDataset):
         # A training step consumes train_batch_size prompts (verl may fetch them in gen_batch_size chunks).
         batch_size = config.get("train_batch_size", None) or 1
         min_pixels, max_pixels = processor_pixel_limits(self.processor)
+        family = processor_family(self.processor)
         self.online = OnlineSSLData(
             load_spec([str(f) for f in self.data_files]),
             progress="served",
             batch_size=int(batch_size),
             max_prompt_tokens=int(self.max_prompt_length) if self.max_prompt_length else None,
+            model_family=family.name if family else None,
             min_pixels=min_pixels,
             max_pixels=max_pixels,
             tokenizer=self.tokenizer,

@@ -36,10 +36,17 @@ from omegaconf import OmegaConf
 
 from ... import gpu_stack
 from ...errors import UserError
-from ...rl_row import PromptLength
+from ...model_families import ModelFamily, family_of_model_dir, family_of_model_name
+from ...rl_row import PromptLength, processor_family
 from ...training_data.online import OnlineSSLData
 from ...training_data.online_spec import is_spec_file, load_spec
-from ...training_data.profile import FileProfile, data_files, profile_online_spec, profile_parquet
+from ...training_data.profile import (
+    FileProfile,
+    budget_mismatch,
+    data_files,
+    profile_online_spec,
+    profile_parquet,
+)
 from . import resources
 from .launch import Launch, check_config, compose, has_checkpoints
 
@@ -71,12 +78,15 @@ class Facts:
     missing_files: list[str] = field(default_factory=list)
     data_error: str | None = None
     params: int | None = None
+    adapter_params: int | None = None  # LoRA runs: the adapter's trainable parameters
     model_dir: str | None = None
     processor: Any = None
     processor_error: str | None = None
     driver: gpu_stack.DriverReport = field(default_factory=lambda: gpu_stack.DriverReport(None, ()))
     gpu_bytes: int | None = None
     paper_split: bool = False
+    model_family: ModelFamily | None = None  # from the processor, else config.json, else the model's name
+    budget_mismatch: str | None = None  # the data's token budget was built for another family
 
     @property
     def train_rows(self) -> int:
@@ -144,7 +154,11 @@ def gather_facts(config: Any, *, gpu_memory_gb: float | None = None, progress: b
     model = str(config.actor_rollout_ref.model.path)
     facts.model_dir = resources.local_model_dir(model)
     facts.params = resources.count_parameters(model)
+    facts.adapter_params = resources.lora_adapter_parameters(config, model)
     facts.processor, facts.processor_error = load_processor(facts.model_dir)
+    facts.model_family = (processor_family(facts.processor) if facts.processor is not None else None) or (
+        family_of_model_dir(facts.model_dir) or family_of_model_name(model)
+    )
     facts.driver = gpu_stack.nvidia_driver()
     if gpu_memory_gb:
         facts.gpu_bytes = int(gpu_memory_gb * GIB)
@@ -156,6 +170,9 @@ def gather_facts(config: Any, *, gpu_memory_gb: float | None = None, progress: b
     facts.paper_split = _paper_split(val_files)
     if facts.missing_files:
         return facts
+    facts.budget_mismatch = budget_mismatch(
+        [p for p in train_files + val_files if not is_spec_file(p)], facts.model_family
+    )
     length_of = None
     if facts.processor is not None:
         kwargs = config.data.get("apply_chat_template_kwargs")
@@ -183,7 +200,13 @@ def adjustments(
         values["actor_rollout_ref.rollout.limit_images"] = facts.max_images
         notes.append(f"vLLM limit_images={facts.max_images} (the data's largest image count per prompt)")
     if facts.params and facts.gpu_bytes:
-        plan = resources.fit_memory(config, facts.params, facts.gpu_bytes, fixed=set(launch.user_keys))
+        plan = resources.fit_memory(
+            config,
+            facts.params,
+            facts.gpu_bytes,
+            fixed=set(launch.user_keys),
+            adapter_params=facts.adapter_params,
+        )
         values.update(plan.changes)
         if plan.changes:
             changed = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in plan.changes.items())
@@ -308,6 +331,14 @@ def import_probes(config: Any, attention: str) -> list[tuple[str, str]]:
     else:
         probes.append(("dataset RLHFDataset", "from verl.utils.dataset.rl_dataset import RLHFDataset"))
     probes.append(("image fetch (qwen_vl_utils)", "import qwen_vl_utils"))
+    external = _select(config, "actor_rollout_ref.model.external_lib")
+    if external:  # e.g. GLM-4.1V's fixes (glm4v_patch), imported by every worker that builds the model
+        probes.append(
+            (
+                f"model lib {external}",
+                f"from verl.utils.import_utils import import_external_libs\nimport_external_libs({str(external)!r})",
+            )
+        )
     loggers = _select(config, "trainer.logger", [])
     for name, module in (
         ("tensorboard", "torch.utils.tensorboard"),
@@ -401,7 +432,7 @@ def check_memory(config: Any, facts: Facts) -> Check:
         return Check("GPU memory", SKIP, "parameter count unknown (the model is not on this machine)")
     if facts.gpu_bytes is None:
         return Check("GPU memory", SKIP, "no GPU here: pass --gpu-memory-gb to plan from a login node")
-    plan = resources.memory_plan(config, facts.params, facts.gpu_bytes)
+    plan = resources.memory_plan(config, facts.params, facts.gpu_bytes, adapter_params=facts.adapter_params)
     detail = f"{facts.params / 1e9:.2f}B params: {plan.describe()}"
     if plan.fits:
         return Check("GPU memory", OK, detail)
@@ -500,6 +531,16 @@ def check_prompt_tokens(config: Any, facts: Facts) -> Check:
     how = (
         "counted with the model's processor" if facts.processor is not None else "stored by ssl4rl preprocess"
     )
+    if facts.budget_mismatch and facts.processor is None:
+        # the stored counts are another family's image tokens: nothing here can vouch for this model's
+        return Check(
+            "prompt tokens",
+            FAIL,
+            facts.budget_mismatch,
+            "or pass a local --model: its processor re-counts every row",
+        )
+    if facts.budget_mismatch:
+        how += f"; re-counted: {facts.budget_mismatch.split(';')[0]}"
     if overlong:
         example = next(p for p in parquet if p.overlong)
         detail = (
@@ -588,13 +629,14 @@ def check_disk(config: Any, facts: Facts) -> Check:
         return Check("disk", SKIP, "checkpoint size unknown (the model is not on this machine)")
     steps = resources.training_steps(config, facts.train_rows)
     kept = resources.checkpoints_kept(config, steps)
-    need = kept * resources.checkpoint_bytes(facts.params)
+    one_save = resources.checkpoint_bytes(facts.params, facts.adapter_params)
+    need = kept * one_save
     probe = str(config.trainer.default_local_dir)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
     free = shutil.disk_usage(probe).free
     detail = (
-        f"{kept} checkpoint(s) x {resources.checkpoint_bytes(facts.params) / GIB:.1f} GiB = {need / GIB:.1f} GiB; "
+        f"{kept} checkpoint(s) x {one_save / GIB:.1f} GiB = {need / GIB:.1f} GiB; "
         f"{free / GIB:.1f} GiB free at {probe}"
     )
     if need <= free:

@@ -3,7 +3,8 @@
 A launch is `--config-path <ssl4rl/configs> --config-name ssl4rl_grpo` (the paper's GRPO settings overlaid on
 verl's own `ppo_trainer`) plus Hydra overrides, assembled in this order, each key appearing once (a later
 source replaces an earlier one):
-  1. the recipe: data files, experiment name, model, the benchmark's and the task's overrides;
+  1. the recipe: data files, experiment name, model, the benchmark's and the task's overrides, then the
+     objective (`+objective=NAME`, a config group in ssl4rl/configs/objective/) and LoRA (`lora_overrides`);
   2. the GPU layout: trainer.nnodes / trainer.n_gpus_per_node, and batch sizes moved to the nearest values the
      layout can split evenly (verl asserts these only once the workers are up, minutes into a run);
   4. the run: a run-unique checkpoint directory (`--resume` picks an existing one), verl's resume mode, and
@@ -37,6 +38,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ...configs import CONFIG_DIR, OVERLAY_NAME
 from ...errors import UserError, require
+from ...lora import LORA_LEARNING_RATE, LoraSettings, vllm_rank_problem
+from ...model_families import GLM_4_1V, resolve_family
+from ...objectives import get_objective
 from .filtering import filter_problems
 from .recipes import Recipe
 
@@ -83,6 +87,27 @@ SMOKE_OVERRIDES = (
     "trainer.max_actor_ckpt_to_keep=1",
 )
 SMOKE_SUFFIX = "_smoke"
+
+
+# LoRA in verl 0.9.1's FSDP engine (peft) with vLLM rollouts, as verl's LoRA guide (docs/advance/ppo_lora.rst)
+# asks: vLLM loads the base weights from the model files (`load_format=safetensors`; verl then only pushes the
+# adapter each step) and the learning rate goes up an order of magnitude. verl keeps no separate reference model
+# with LoRA: the reference policy is the actor with its adapter switched off.
+LORA_RANK = "actor_rollout_ref.model.lora_rank"
+LEARNING_RATE = "actor_rollout_ref.actor.optim.lr"
+
+
+def lora_overrides(settings: LoraSettings) -> list[str]:
+    targets = settings.peft_target_modules
+    return [
+        f"{LORA_RANK}={settings.rank}",
+        f"actor_rollout_ref.model.lora_alpha={settings.lora_alpha}",
+        "actor_rollout_ref.model.target_modules="
+        + (hydra_value(targets) if isinstance(targets, str) else hydra_list(targets)),
+        f"actor_rollout_ref.model.exclude_modules={hydra_value(settings.exclude_modules) if settings.exclude_modules else 'null'}",
+        "actor_rollout_ref.rollout.load_format=safetensors",
+        f"{LEARNING_RATE}={LORA_LEARNING_RATE}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -172,6 +197,18 @@ def _format_value(value: object) -> str:
 
 
 GROUP_ORDER = ("recipe", "smoke", "layout", "run", "adjustments", "user")
+
+
+# verl 0.9.1 + transformers 5 fixes for GLM-4.1V, imported by verl into every model-building worker
+GLM4V_PATCH = "ssl4rl.backends.verl.glm4v_patch"
+
+
+def family_overrides(model: str | None) -> list[str]:
+    """What the model's family needs from verl beyond the recipe (`ssl4rl.model_families`): GLM-4.1V runs
+    verl's FSDP engine only with `glm4v_patch` loaded (see that module); the Qwen families need nothing."""
+    if model and resolve_family(model, None) is GLM_4_1V:
+        return [f"actor_rollout_ref.model.external_lib={GLM4V_PATCH}"]
+    return []
 
 
 def _merged(groups: dict[str, list[str]]) -> list[str]:
@@ -358,6 +395,8 @@ def build_launch(
     python: str = sys.executable,
     run: RunOptions = RunOptions(),
     smoke: bool = False,
+    objective: str | None = None,
+    lora: LoraSettings | None = None,
 ) -> Launch:
     if layout.nnodes < 1 or layout.gpus_per_node < 1:
         raise UserError(f"GPU layout {layout} must have at least one node and one GPU per node")
@@ -378,7 +417,18 @@ def build_launch(
         *([f"actor_rollout_ref.model.path={hydra_value(_local_or_hub(model))}"] if model else []),
         *recipe.overrides,
         *(SDPA_OVERRIDES if attention == "sdpa" else ()),
+        *family_overrides(model),
     ]
+    notes: list[str] = []
+    if objective:
+        selected = get_objective(objective).verl_override
+        recipe_overrides += [selected] if selected else []
+    if lora:
+        recipe_overrides += lora_overrides(lora)
+        if LEARNING_RATE not in {override_key(o) for o in extra}:
+            notes.append(
+                f"LoRA: {LEARNING_RATE}={LORA_LEARNING_RATE:g}, 10x the recipe's (verl's LoRA guide)"
+            )
     smoke_overrides = list(SMOKE_OVERRIDES) if smoke else []
 
     # Overrides may also set the layout; trainer.* from the user beats --nnodes / --gpus-per-node.
@@ -395,7 +445,9 @@ def build_launch(
         if given is not None:
             values[key] = given
     user_set = {override_key(o) for o in extra}
-    changed, notes = fit_layout(values, layout, fixed=user_set | {override_key(o) for o in smoke_overrides})
+    changed, layout_notes = fit_layout(
+        values, layout, fixed=user_set | {override_key(o) for o in smoke_overrides}
+    )
     layout_overrides += [f"{key}={value}" for key, value in changed.items()]
 
     # The run directory: the user's trainer.default_local_dir as given, else a fresh one per run.
@@ -422,7 +474,7 @@ def build_launch(
         OVERLAY_NAME,
         _merged(groups),
         python=python,
-        notes=[*([attention_note] if attention_note else []), *notes],
+        notes=[*([attention_note] if attention_note else []), *notes, *layout_notes],
         data_files=train_files + val_files,
         user_keys=frozenset(user_set),
         run_dir=run_dir,
@@ -501,6 +553,30 @@ def layout_problems(config) -> list[str]:
     return problems
 
 
+def lora_rank(config) -> int:
+    """The actor's LoRA rank as verl reads it (`model.lora.rank`, else `model.lora_rank`; 0: no LoRA)."""
+    rank = OmegaConf.select(config, "actor_rollout_ref.model.lora.rank", default=0) or 0
+    return int(rank if rank > 0 else OmegaConf.select(config, LORA_RANK, default=0) or 0)
+
+
+def _without_vllm_lora_check(config):
+    """verl's validate_config checks a LoRA rank against vLLM's allowed ranks by importing vLLM, which a
+    login node or a CPU machine lacks: there the same rule is checked here and verl validates the rest."""
+    rank = lora_rank(config)
+    if not rank or OmegaConf.select(config, "actor_rollout_ref.rollout.name") != "vllm":
+        return config
+    if importlib.util.find_spec("vllm") is not None:
+        return config
+    problem = vllm_rank_problem(rank)
+    if problem:
+        raise UserError(f"verl rejects the config: {problem}")
+    stripped = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    OmegaConf.update(stripped, LORA_RANK, 0)
+    if OmegaConf.select(stripped, "actor_rollout_ref.model.lora.rank") is not None:
+        OmegaConf.update(stripped, "actor_rollout_ref.model.lora.rank", 0)
+    return stripped
+
+
 def check_config(config) -> None:
     """verl's own pre-flight validation plus `layout_problems`; raises UserError with the first problem."""
 
@@ -512,7 +588,7 @@ def check_config(config) -> None:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             validate_config(
-                config,
+                _without_vllm_lora_check(config),
                 use_reference_policy=need_reference_policy(config),
                 use_critic=need_critic(config),
             )

@@ -1,4 +1,10 @@
-"""A verl FSDP checkpoint -> a Hugging Face model directory that loads with its processor (`ssl4rl merge`)."""
+"""A verl FSDP checkpoint or a LoRA run -> a Hugging Face model directory that loads with its processor
+(`ssl4rl merge`).
+
+LoRA runs end as a full model too: verl's merger splits a LoRA checkpoint into the base weights and
+`lora_adapter/`, and TRL saves only the adapter; in both cases the adapter is folded into the base weights
+(`ssl4rl/adapters.py`), so OUT loads and serves like any fine-tuned model, no peft needed.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ import time
 
 from tqdm import tqdm
 
+from ... import adapters
 from ...errors import UserError
 from ...fileio import command_line, package_versions, publish_directory, write_json
 from ...model_files import write_legacy_processor_files
+from ...model_reference import check_model_reference
 from .launch import latest_run_dir
 
 # What a VLM needs beside its weights: tokenizer, chat template, image/video processor, generation defaults.
@@ -36,6 +44,7 @@ PROCESSOR_FILE_PATTERNS = (
 SHARD_PATTERN = re.compile(r"model_world_size_(\d+)_rank_(\d+)\.pt$")
 STEP_PATTERN = re.compile(r"global_step_(\d+)$")
 MANIFEST_NAME = "ssl4rl_merge.json"
+VERL_ADAPTER_DIR = "lora_adapter"  # where verl's model merger puts a LoRA checkpoint's adapter
 
 
 # ---- locating the checkpoint --------------------------------------------------------------------------
@@ -121,6 +130,7 @@ def describe_actor_dir(actor_dir: str) -> dict:
         "world_size": world_size,
         "fsdp_version": fsdp.get("FSDP_version"),
         "hf_dir": hf_dir,
+        "lora_only": is_lora_only(actor_dir),
     }
 
 
@@ -168,32 +178,230 @@ def check_loads(out_dir: str, hf_dir: str, trust_remote_code: bool = False) -> s
     return type(processor).__name__
 
 
-def merge_checkpoint(
-    checkpoint: str, out: str, *, force: bool = False, trust_remote_code: bool = False, progress: bool = True
-) -> dict:
+def resolve_adapter_dir(path: str) -> str | None:
+    """The LoRA adapter of a TRL run given the adapter directory itself or the run's output directory
+    (its `final/`); None when `path` is not a LoRA run of TRL."""
+    for candidate in (path, os.path.join(path, "final")):
+        if os.path.isdir(candidate) and adapters.is_adapter_dir(candidate):
+            return os.path.abspath(candidate)
+    return None
 
-    if importlib.util.find_spec("verl") is None:
-        raise UserError("merging needs verl; install it with: pip install 'ssl4rl[verl]'")
-    info = describe_actor_dir(resolve_actor_dir(checkpoint))
+
+def _load_model(model_dir: str, trust_remote_code: bool):
+    """The model as stored (its own dtype), by the class its config names."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    for auto in (transformers.AutoModelForImageTextToText, transformers.AutoModelForCausalLM):
+        if type(config) in auto._model_mapping:
+            return auto.from_pretrained(model_dir, dtype="auto", trust_remote_code=trust_remote_code)
+    raise UserError(
+        f"{model_dir} is neither an image-text-to-text nor a causal LM model ({type(config).__name__})"
+    )
+
+
+def fold_adapter(model_dir: str, adapter_dir: str, out_dir: str, trust_remote_code: bool = False) -> dict:
+    """Load the base model from `model_dir`, add the adapter's updates, save the full model to `out_dir`."""
+    adapter = adapters.load_adapter(adapter_dir)
+    model = _load_model(model_dir, trust_remote_code)
+    layers = adapters.merge_into(model, adapter)
+    model.save_pretrained(out_dir)
+    return {
+        "lora_rank": adapter.rank,
+        "lora_alpha": adapter.config.get("lora_alpha"),
+        "lora_scaling": adapter.scaling,
+        "lora_layers_merged": layers,
+    }
+
+
+def _merge_verl_adapter(tmp: str, trust_remote_code: bool) -> dict | None:
+    """verl's merger wrote base weights + lora_adapter/: replace the weights by the merged ones."""
+    adapter_dir = os.path.join(tmp, VERL_ADAPTER_DIR)
+    if not adapters.is_adapter_dir(adapter_dir):
+        return None
+    staged = tempfile.mkdtemp(prefix=".merged-", dir=tmp)
+    info = fold_adapter(tmp, adapter_dir, staged, trust_remote_code)
+    _drop_weights(tmp)  # the base weights go; the adapter stays beside the merged model
+    for name in os.listdir(staged):
+        shutil.move(os.path.join(staged, name), os.path.join(tmp, name))
+    os.rmdir(staged)
+    return {**info, "adapter_kept_in": VERL_ADAPTER_DIR}
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
+
+
+def _drop_weights(directory: str) -> None:
+    for name in os.listdir(directory):
+        if name.endswith(_WEIGHT_SUFFIXES):
+            os.unlink(os.path.join(directory, name))
+
+
+def is_lora_only(actor_dir: str) -> bool:
+    """A LoRA checkpoint saved with actor.checkpoint.save_lora_only: rank 0's shard holds adapter tensors only.
+    (verl's merger does not notice: it writes the adapter and then no, or uninitialised, base weights.)"""
+    if not os.path.isfile(os.path.join(actor_dir, "lora_train_meta.json")):
+        return False
+    import torch
+
+    shards = sorted(n for n in os.listdir(actor_dir) if SHARD_PATTERN.match(n) and "_rank_0." in n)
+    if not shards:
+        return False
+    keys = torch.load(os.path.join(actor_dir, shards[0]), map_location="cpu", weights_only=False, mmap=True)
+    return all("lora_" in key or ".adapter_" in key for key in keys)
+
+
+def launch_model(actor_dir: str) -> str | None:
+    """The model a run started from, from its launch manifest (RUN_DIR/ssl4rl_launch.json, `ssl4rl train`)."""
+    manifest = os.path.join(os.path.dirname(os.path.dirname(actor_dir)), "ssl4rl_launch.json")
+    try:
+        with open(manifest) as f:
+            command = json.load(f).get("verl_command") or []
+    except (OSError, ValueError):
+        return None
+    key = "actor_rollout_ref.model.path="
+    paths = [arg.split("=", 1)[1].strip("'\"") for arg in command if arg.lstrip("+").startswith(key)]
+    return paths[-1] if paths else None
+
+
+def _merge_onto_launch_model(
+    tmp: str, actor_dir: str, base_model: str | None, trust_remote_code: bool
+) -> dict:
+    base = base_model or launch_model(actor_dir)
+    if not base:
+        raise UserError(
+            f"{actor_dir} holds only the LoRA adapter (save_lora_only) and no ssl4rl_launch.json names the model "
+            "it was trained from: pass --base-model"
+        )
+    base = check_model_reference(base, flag="--base-model")
+    info = fold_adapter(base, os.path.join(tmp, VERL_ADAPTER_DIR), tmp, trust_remote_code)
+    return {**info, "adapter_kept_in": VERL_ADAPTER_DIR, "base_model": base}
+
+
+def _prepare_out(out: str, force: bool) -> tuple[str, str]:
     out = os.path.abspath(out)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not force:
         raise UserError(f"{out} already exists; pass --force to replace it")
-
-    started = time.time()
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.merging-", dir=parent)
+    return out, tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.merging-", dir=parent)
+
+
+def _publish(tmp: str, out: str) -> None:
+    if os.path.exists(out):
+        shutil.rmtree(out) if os.path.isdir(out) else os.unlink(out)
+    publish_directory(tmp, out)
+
+
+def merge_adapter_run(
+    adapter_dir: str,
+    out: str,
+    *,
+    base_model: str | None = None,
+    force: bool = False,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+) -> dict:
+    """A TRL LoRA run (its adapter directory) -> a full Hugging Face model in OUT, with the processor."""
+    adapter = adapters.load_adapter(adapter_dir)
+    base = base_model or adapter.base_model
+    if not base:
+        raise UserError(f"{adapter_dir}/{adapters.CONFIG_NAME} names no base model: pass --base-model")
+    base = check_model_reference(base, flag="--base-model")
+    started = time.time()
+    out, tmp = _prepare_out(out, force)
+    stages = tqdm(total=3, desc="ssl4rl merge", unit="stage", disable=not progress)
+    try:
+        stages.set_postfix_str("fold LoRA adapter")
+        lora = fold_adapter(base, adapter_dir, tmp, trust_remote_code)
+        # the run's processor (TRL saves it beside the adapter), else the base model's
+        copied = carry_processor_files(adapter_dir, tmp)
+        if os.path.isdir(base):
+            copied += carry_processor_files(base, tmp)
+        legacy = write_legacy_processor_files(tmp)
+        stages.update()
+        stages.set_postfix_str("load check")
+        processor_class = check_loads(
+            tmp, adapter_dir if _has_processor(adapter_dir) else base, trust_remote_code
+        )
+        stages.update()
+        manifest = {
+            "command": command_line(),
+            "checkpoint": os.path.abspath(adapter_dir),
+            "kind": "lora_adapter",
+            "base_model": base,
+            **lora,
+            "copied_from_checkpoint": copied,
+            "legacy_files_for_transformers_4": legacy,
+            "processor_class": processor_class,
+            "files": sorted(os.listdir(tmp)),
+            "versions": package_versions("torch", "transformers", "peft"),
+            "seconds": round(time.time() - started, 2),
+        }
+        write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
+        _publish(tmp, out)
+        stages.update()
+    finally:
+        stages.close()
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _has_processor(path: str) -> bool:
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, n)) for n in ("preprocessor_config.json", "processor_config.json")
+    )
+
+
+def merge_checkpoint(
+    checkpoint: str,
+    out: str,
+    *,
+    force: bool = False,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    base_model: str | None = None,
+) -> dict:
+    adapter_dir = resolve_adapter_dir(checkpoint) if os.path.isdir(checkpoint) else None
+    if adapter_dir is not None:
+        return merge_adapter_run(
+            adapter_dir,
+            out,
+            base_model=base_model,
+            force=force,
+            trust_remote_code=trust_remote_code,
+            progress=progress,
+        )
+    if importlib.util.find_spec("verl") is None:
+        raise UserError("merging needs verl; install it with: pip install 'ssl4rl[verl]'")
+    info = describe_actor_dir(resolve_actor_dir(checkpoint))
+    started = time.time()
+    out, tmp = _prepare_out(out, force)
     stages = tqdm(total=4, desc="ssl4rl merge", unit="stage", disable=not progress)
     try:
         stages.set_postfix_str("verl model_merger")
         command = merger_command(info["actor_dir"], tmp, trust_remote_code)
         result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
+        adapter_written = adapters.is_adapter_dir(os.path.join(tmp, VERL_ADAPTER_DIR))
+        if result.returncode != 0 and not (info["lora_only"] and adapter_written):
             tail = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-1:]
             raise UserError(f"verl's model merger failed (exit {result.returncode}): {' '.join(tail)[:300]}")
+        if info["lora_only"]:
+            # actor.checkpoint.save_lora_only: the shards hold no base weights, so whatever weights the merger
+            # wrote (none, or an uninitialised model) are dropped and the adapter goes onto the run's model
+            _drop_weights(tmp)
+            lora = _merge_onto_launch_model(tmp, info["actor_dir"], base_model, trust_remote_code)
+        elif base_model:
+            raise UserError(
+                "--base-model applies to LoRA adapters; this verl checkpoint holds its full weights"
+            )
+        else:
+            lora = None
         stages.update()
 
         stages.set_postfix_str("processor files")
+        lora = lora or _merge_verl_adapter(tmp, trust_remote_code)
         copied = carry_processor_files(info["hf_dir"], tmp)
         legacy = write_legacy_processor_files(
             tmp
@@ -210,6 +418,8 @@ def merge_checkpoint(
             **{k: info[k] for k in ("actor_dir", "global_step", "world_size", "fsdp_version")},
             # as run, but naming OUT rather than the temporary directory it was written to
             "merger_command": [out if part == tmp else part for part in command],
+            "kind": "lora_checkpoint" if lora else "checkpoint",
+            **(lora or {}),
             "copied_from_checkpoint": copied,
             "legacy_files_for_transformers_4": legacy,
             "processor_class": processor_class,
@@ -218,9 +428,7 @@ def merge_checkpoint(
             "seconds": round(time.time() - started, 2),
         }
         write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
-        if os.path.exists(out):
-            shutil.rmtree(out) if os.path.isdir(out) else os.unlink(out)
-        publish_directory(tmp, out)
+        _publish(tmp, out)
         stages.update()
     finally:
         stages.close()

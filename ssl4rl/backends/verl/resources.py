@@ -8,6 +8,10 @@ GPU memory model (hybrid engine, one actor rank and one vLLM server share each G
   over the data-parallel ranks by FSDP; `param_offload` moves weights and gradients to the CPU between
   phases, `optimizer_offload` the Adam moments;
 - the reference policy holds bf16 weights (2 B/param) unless offloaded (the recipe offloads it);
+- with LoRA (`model.lora_rank` > 0) only the adapter trains: the base weights stay frozen in the actor's
+  `fsdp_config.model_dtype` (fp32 unless set; no gradients, no Adam moments), the adapter's weights, gradients and
+  Adam moments are counted per adapter parameter (verl casts the adapter to the base's dtype), and there is no
+  reference model at all (verl's reference policy is the actor with the adapter switched off);
 - vLLM takes `gpu_memory_utilization` of the whole card when it wakes for rollouts, while the actor's
   resident state stays where it is;
 - a reserve covers the CUDA context, NCCL buffers and activations.
@@ -25,6 +29,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ...lora import ALL_LINEAR, LoraSettings, adapter_parameters
+
 GIB = 2**30
 MASTER_BYTES = 4  # fp32 weights
 GRAD_BYTES = 4
@@ -40,6 +46,8 @@ PARAM_OFFLOAD = "actor_rollout_ref.actor.fsdp_config.param_offload"
 OPTIMIZER_OFFLOAD = "actor_rollout_ref.actor.fsdp_config.optimizer_offload"
 ROLLOUT_SHARE = "actor_rollout_ref.rollout.gpu_memory_utilization"
 REF_OFFLOAD = "actor_rollout_ref.ref.fsdp_config.param_offload"
+MODEL_DTYPE = "actor_rollout_ref.actor.fsdp_config.model_dtype"
+_DTYPE_NAME_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2}
 
 _DTYPE_BYTES = {
     "F64": 8,
@@ -88,6 +96,52 @@ def count_parameters(model: str) -> int | None:
     return sum(safetensors_parameters(f) for f in files) if files else None
 
 
+def weight_shapes(model: str) -> dict[str, list[int]] | None:
+    """Every weight's name and shape, from the safetensors headers of a local model (None: not here)."""
+    directory = local_model_dir(model)
+    files = sorted(glob.glob(os.path.join(directory, "*.safetensors"))) if directory else []
+    if not files:
+        return None
+    shapes: dict[str, list[int]] = {}
+    for path in files:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        shapes.update({name: t["shape"] for name, t in header.items() if name != "__metadata__"})
+    return shapes
+
+
+# ---- LoRA ----------------------------------------------------------------------------------------------
+
+
+def config_lora(config: Any) -> LoraSettings | None:
+    """The actor's LoRA settings as verl's FSDP engine reads them (None: full fine-tuning)."""
+    rank = int(_select(config, "actor_rollout_ref.model.lora_rank", 0) or 0)
+    if rank <= 0:
+        return None
+    targets = _select(config, "actor_rollout_ref.model.target_modules", ALL_LINEAR)
+    targets = (targets,) if isinstance(targets, str) else tuple(str(t) for t in targets)
+    exclude = _select(config, "actor_rollout_ref.model.exclude_modules")
+    return LoraSettings(
+        rank=rank,
+        alpha=int(_select(config, "actor_rollout_ref.model.lora_alpha", 0) or 0),
+        target_modules=targets,
+        exclude_modules=exclude if isinstance(exclude, str) else None,
+    )
+
+
+def lora_adapter_parameters(config: Any, model: str) -> int | None:
+    """Trainable adapter parameters of a LoRA run of `config` on `model` (None: no LoRA, or model not here)."""
+    settings = config_lora(config)
+    shapes = weight_shapes(model) if settings else None
+    return adapter_parameters(shapes, settings) if settings and shapes is not None else None
+
+
+def weight_bytes(config: Any) -> int:
+    """Bytes per actor weight: verl loads the training model in fsdp_config.model_dtype (fp32 by default)."""
+    return _DTYPE_NAME_BYTES.get(str(_select(config, MODEL_DTYPE, "fp32")).lower(), MASTER_BYTES)
+
+
 # ---- GPU memory -----------------------------------------------------------------------------------------
 
 
@@ -98,6 +152,7 @@ class MemoryPlan:
     rollout_bytes: int
     reserve_bytes: int
     changes: dict[str, Any] = field(default_factory=dict)  # config keys the plan had to change
+    adapter_params: int = 0  # LoRA: the trainable parameters (0: full fine-tuning)
 
     @property
     def needed_bytes(self) -> int:
@@ -108,7 +163,11 @@ class MemoryPlan:
         return self.needed_bytes <= self.gpu_bytes
 
     def describe(self) -> str:
-        return (
+        count = (
+            f"{self.adapter_params / 1e6:.1f}M" if self.adapter_params >= 1e5 else f"{self.adapter_params:,}"
+        )
+        lora = f"LoRA, {count} trainable: " if self.adapter_params else ""
+        return lora + (
             f"actor {self.actor_bytes / GIB:.1f} GiB + vLLM {self.rollout_bytes / GIB:.1f} GiB + reserve "
             f"{self.reserve_bytes / GIB:.1f} GiB = {self.needed_bytes / GIB:.1f} of {self.gpu_bytes / GIB:.1f} GiB per GPU"
         )
@@ -125,17 +184,40 @@ def data_parallel_ranks(config: Any) -> int:
 
 
 def actor_resident_bytes(
-    params: int, dp: int, *, param_offload: bool, optimizer_offload: bool, ref_offload: bool
+    params: int,
+    dp: int,
+    *,
+    param_offload: bool,
+    optimizer_offload: bool,
+    ref_offload: bool,
+    adapter_params: int = 0,
+    weight_bytes: int = MASTER_BYTES,
 ) -> int:
-    per_param = 0 if param_offload else MASTER_BYTES + GRAD_BYTES
-    per_param += 0 if optimizer_offload else ADAM_BYTES
+    """Actor (and reference) bytes per GPU. Full fine-tuning: weights, gradients and Adam's two moments for every
+    parameter (4 + 4 + 8 B in fp32) plus the bf16 reference. LoRA (`adapter_params` > 0): the frozen base holds
+    only its weights, the adapter weights + gradients + moments, and there is no separate reference model."""
+    if adapter_params:
+        frozen = 0 if param_offload else params * weight_bytes
+        trained = 0 if param_offload else adapter_params * 2 * weight_bytes  # weights + gradients
+        trained += 0 if optimizer_offload else adapter_params * 2 * weight_bytes  # Adam's two moments
+        return math.ceil((frozen + trained) / dp)
+    per_param = 0 if param_offload else 2 * weight_bytes  # weights + gradients
+    per_param += 0 if optimizer_offload else ADAM_BYTES * weight_bytes // MASTER_BYTES
     per_param += 0 if ref_offload else REF_BYTES
     return math.ceil(params * per_param / dp)
 
 
-def memory_plan(config: Any, params: int, gpu_bytes: int, values: dict[str, Any] | None = None) -> MemoryPlan:
-    """The per-GPU memory of `config` (with `values` overriding its offload and rollout-share keys)."""
+def memory_plan(
+    config: Any,
+    params: int,
+    gpu_bytes: int,
+    values: dict[str, Any] | None = None,
+    adapter_params: int | None = None,
+) -> MemoryPlan:
+    """The per-GPU memory of `config` (with `values` overriding its offload and rollout-share keys);
+    `adapter_params`: the LoRA adapter's size when the config trains one (`lora_adapter_parameters`)."""
     values = values or {}
+    adapter = (adapter_params or 0) if config_lora(config) else 0
 
     def get(key: str) -> Any:
         return values[key] if key in values else _select(config, key)
@@ -146,27 +228,37 @@ def memory_plan(config: Any, params: int, gpu_bytes: int, values: dict[str, Any]
         param_offload=bool(get(PARAM_OFFLOAD)),
         optimizer_offload=bool(get(OPTIMIZER_OFFLOAD)),
         ref_offload=bool(get(REF_OFFLOAD)),
+        adapter_params=adapter,
+        weight_bytes=weight_bytes(config),
     )
     reserve = max(RESERVE_MIN, int(RESERVE_FRACTION * gpu_bytes))
-    return MemoryPlan(gpu_bytes, actor, int(float(get(ROLLOUT_SHARE)) * gpu_bytes), reserve, dict(values))
+    return MemoryPlan(
+        gpu_bytes, actor, int(float(get(ROLLOUT_SHARE)) * gpu_bytes), reserve, dict(values), adapter
+    )
 
 
-def fit_memory(config: Any, params: int, gpu_bytes: int, fixed: set[str] = frozenset()) -> MemoryPlan:
+def fit_memory(
+    config: Any,
+    params: int,
+    gpu_bytes: int,
+    fixed: set[str] = frozenset(),
+    adapter_params: int | None = None,
+) -> MemoryPlan:
     """The cheapest change that fits: offload the Adam moments, then the weights, then give vLLM less of
     the card (not below `MIN_ROLLOUT_SHARE`). Keys in `fixed` (set by the user) are never changed."""
-    plan = memory_plan(config, params, gpu_bytes)
+    plan = memory_plan(config, params, gpu_bytes, adapter_params=adapter_params)
     values: dict[str, Any] = {}
     for key in (OPTIMIZER_OFFLOAD, PARAM_OFFLOAD):
         if plan.fits:
             return plan
         if key not in fixed and not _select(config, key):
             values[key] = True
-            plan = memory_plan(config, params, gpu_bytes, values)
+            plan = memory_plan(config, params, gpu_bytes, values, adapter_params)
     if not plan.fits and ROLLOUT_SHARE not in fixed:
         share = math.floor((gpu_bytes - plan.actor_bytes - plan.reserve_bytes) / gpu_bytes * 100) / 100
         if share >= MIN_ROLLOUT_SHARE and share < float(_select(config, ROLLOUT_SHARE)):
             values[ROLLOUT_SHARE] = share
-            plan = memory_plan(config, params, gpu_bytes, values)
+            plan = memory_plan(config, params, gpu_bytes, values, adapter_params)
     return plan
 
 
@@ -190,7 +282,10 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def checkpoint_bytes(params: int) -> int:
+def checkpoint_bytes(params: int, adapter_params: int | None = None) -> int:
+    """One save: fp32 weight shards + Adam moments; with LoRA all weights but moments of the adapter only."""
+    if adapter_params:
+        return (params + adapter_params) * MASTER_BYTES + adapter_params * ADAM_BYTES
     return params * CHECKPOINT_BYTES_PER_PARAM
 
 
