@@ -374,6 +374,52 @@ def test_release_task_inferred_from_path_or_required(small_photo_dir, tmp_path):
         )
 
 
+@pytest.mark.parametrize("nested", ["", "data"])
+def test_release_ssl_folder_with_split_suffix(small_photo_dir, tmp_path, nested):
+    """The release's builders write `{split}_{worker:05d}.parquet` into one folder per task, with extra
+    columns (index, source, split, height, width); `DIR:SPLIT` picks a split by file name."""
+    from datasets import Dataset
+
+    rows = release_rows(small_photo_dir)
+    folder = tmp_path / "MMBench_RotationQA_90degree"
+    (folder / nested).mkdir(parents=True)
+    for split, shards in (("test", 2), ("validation", 1)):
+        for worker in range(shards):
+            extra = {
+                "index": [worker * 10 + i for i in range(4)],
+                "source": ["mmbench"] * 4,
+                "split": [split] * 4,
+                "height": [100] * 4,
+                "width": [100] * 4,
+            }
+            Dataset.from_dict({**extra, **rows}).cast_column(
+                "images", release_features()["images"]
+            ).to_parquet(str(folder / nested / f"{split}_{worker:05d}.parquet"))
+    out = tmp_path / "out"
+    code = cli_main(
+        [
+            "preprocess",
+            "--train",
+            f"{folder}:test",
+            "--val",
+            f"{folder}:validation",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    train, val = read(out / "train.parquet"), read(out / "val.parquet")
+    assert len(train) == 8 and len(val) == 4
+    assert {r["extra_info"]["split"] for r in train} == {"test"}
+    assert {r["extra_info"]["split"] for r in val} == {"validation"}
+    assert {r["data_source"] for r in train + val} == {"ssl4rl/rotation"}
+    with pytest.raises(UserError, match="no split 'dev'; splits there: test, validation"):
+        preprocess(
+            PreprocessConfig(out=str(out), train=[f"{folder}:dev"], holdout_fraction=0.5, progress=False)
+        )
+
+
 @pytest.mark.parametrize(
     "path, task",
     [

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from ssl4rl.errors import UserError
 from ssl4rl.images import SkipSample
 from ssl4rl.sources import open_source
+from ssl4rl.sources import parquet as parquet_source
 from ssl4rl.sources.parquet import ParquetSource
 
 
@@ -88,16 +89,22 @@ def test_hf_struct_columns_row_groups_and_none_cells(tmp_path):
     assert source.source_id == "parquet:one.parquet"
 
 
-def test_indexing_reads_only_path_leaves_and_items_one_row_group(tmp_path, monkeypatch):
+def test_indexing_reads_only_path_leaves_and_items_stream_one_row_group(tmp_path, monkeypatch):
     hf_parquet(tmp_path / "one.parquet")
     requested: list[tuple[int, tuple[str, ...]]] = []
-    original = pq.ParquetFile.read_row_group
+    streamed: list[tuple[tuple[int, ...], tuple[str, ...]]] = []
+    original, original_stream = pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches
 
     def spy(self, i, columns=None, **kwargs):
         requested.append((i, tuple(columns or ())))
         return original(self, i, columns=columns, **kwargs)
 
+    def stream_spy(self, batch_size=65536, row_groups=None, columns=None, **kwargs):
+        streamed.append((tuple(row_groups or ()), tuple(columns or ())))
+        return original_stream(self, batch_size, row_groups=row_groups, columns=columns, **kwargs)
+
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", stream_spy)
     source = open_source("parquet", str(tmp_path / "one.parquet"))
     len(source)
     assert requested and all(column.endswith(".path") for _, columns in requested for column in columns)
@@ -105,7 +112,19 @@ def test_indexing_reads_only_path_leaves_and_items_one_row_group(tmp_path, monke
     source.load(keys_of(source).index("4/photo"))
     source.load(keys_of(source).index("0/photo"))
     source.load(keys_of(source).index("1/photo"))  # same row group as 0/photo: served from the cache
-    assert requested == [(2, ("photo",)), (0, ("photo",))]
+    # items never read a whole row group, they stream batches of the one they need
+    assert requested == [] and streamed == [((2,), ("photo",)), ((0,), ("photo",))]
+
+
+def test_items_of_a_large_row_group_are_read_in_bounded_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_source, "BATCH_BYTES", 1)  # one row per batch
+    images = [{"bytes": png(seed), "path": None} for seed in range(6)]
+    pq.write_table(pa.table({"image": images}), tmp_path / "big.parquet", row_group_size=6)
+    source = open_source("parquet", str(tmp_path / "big.parquet"), cache_mb=0)
+    order = [0, 3, 4, 1, 5]  # forward, then behind the stream (restart), then forward again
+    for i in order:
+        assert source.item(i).data == images[i]["bytes"]
+        assert len(source._cache) == 1 and len(source._cache[next(iter(source._cache))]) == 1
 
 
 def test_binary_and_base64_columns_without_hf_metadata(tmp_path):

@@ -92,7 +92,7 @@ def test_circular_copies_kept_on_request_and_pickle_round_trip(vlmeval_tsv):
     source = open_source("tsv", path)
     len(source)
     clone = pickle.loads(pickle.dumps(source))
-    assert clone._cells is None  # the cells are re-read in the receiving process
+    assert clone._fd is None  # the file is re-opened in the receiving process
     assert clone.item(3).key == "4/1"
     np.testing.assert_array_equal(np.asarray(clone.load(3).image), expected["4/1"])
 

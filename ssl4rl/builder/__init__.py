@@ -3,9 +3,10 @@
 Sample `i` is built from `plan[i]` with its own random stream `[seed, crc32(split), i]`, so the
 bytes of every shard are a function of the inputs and the seed alone: any `--workers`, any
 `--shard i/N` partition across machines, and any resume point give the same files.
-Workers build small chunks of samples; the main process writes them in order into shards of
-`samples_per_shard` consecutive sample indices, each written to a temporary file and renamed
-when complete, with a stats sidecar that lets a rerun skip finished shards.
+Workers build small chunks of samples and write each to a part file; a shard of `samples_per_shard`
+consecutive sample indices is assembled from its parts by a worker, written under a temporary name
+and renamed when complete, with a stats sidecar that lets a rerun skip finished shards. The main
+process only plans, hands out chunks and sums counts: no per-sample data passes through it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from ..errors import UserError
 from ..fileio import command_line, package_versions, read_json, write_json
 from ..registry import UnknownNameError
 from .config import BuildConfig
-from .samples import ChunkResult, SampleFactory, build_chunk_in_worker, init_worker
-from .writer import ShardWriter, shard_path, stats_path
+from .samples import ChunkResult, SampleFactory, build_part, build_part_in_worker, init_worker
+from .writer import assemble_shard, shard_path, stats_path
 
 __all__ = ["BuildConfig", "InputChanged", "build"]
 
@@ -152,44 +153,43 @@ def run_shards(config: BuildConfig, factory: SampleFactory, plans) -> dict[int, 
     )
     if done_before:
         bar.write(f"resuming: {done_before} finished shard(s) kept")
-    with _chunk_runner(config, factory) as run_chunks:
-        all_chunks = [(shard, chunk) for shard, chunks in todo for chunk in chunks]
-        results = run_chunks(chunk for _, chunk in all_chunks)
-        for shard, chunks in todo:
-            writer = ShardWriter(shard_path(config.out, config.split, shard))
-            merged = ChunkResult()
-            answers: Counter = Counter()
-            try:
+    try:
+        with _chunk_runner(config, factory) as runner:
+            results = runner.build(
+                (shard, number, chunk) for shard, chunks in todo for number, chunk in enumerate(chunks)
+            )
+            for shard, chunks in todo:
+                merged = ChunkResult()
                 for _ in chunks:
                     result = next(results)
-                    writer.write(result.rows)
-                    merged.skipped.update(result.skipped)
-                    for reason, detail in result.skip_examples.items():
-                        merged.skip_examples.setdefault(reason, detail)
-                    merged.overlong_without_budget += result.overlong_without_budget
-                    merged.downscaled += result.downscaled
-                    merged.task_counts.update(result.task_counts)
-                    answers.update(row["answer"] for row in result.rows)
-                    bar.update(len(result.rows) + sum(result.skipped.values()))
-            except BaseException:
-                writer.abort()
-                raise
-            shard_stats = {
-                "shard": shard,
-                "planned": sum(len(chunk) for chunk in chunks),
-                "written": writer.finish(),
-                "skipped": dict(merged.skipped),
-                "skip_examples": merged.skip_examples,
-                "answers": dict(answers),
-                "overlong_without_budget": merged.overlong_without_budget,
-                "downscaled": merged.downscaled,
-                "task_counts": dict(merged.task_counts),
-            }
-            # Stats first, then the shard: a shard file is only trusted on resume if its stats exist.
-            write_json(stats_path(config.out, config.split, shard), shard_stats)
-            writer.commit()
-            stats[shard] = shard_stats
-    bar.close()
+                    merged.add(result)
+                    bar.update(sum(result.answers.values()) + sum(result.skipped.values()))
+                runner.assemble(
+                    shard,
+                    len(chunks),
+                    {
+                        "shard": shard,
+                        "planned": sum(len(chunk) for chunk in chunks),
+                        "skipped": dict(merged.skipped),
+                        "skip_examples": merged.skip_examples,
+                        "answers": dict(merged.answers),
+                        "overlong_without_budget": merged.overlong_without_budget,
+                        "downscaled": merged.downscaled,
+                        "task_counts": dict(merged.task_counts),
+                    },
+                )
+                for shard_stats in runner.assembled():
+                    stats[shard_stats["shard"]] = shard_stats
+            for shard_stats in runner.assembled(wait=True):
+                stats[shard_stats["shard"]] = shard_stats
+    except BaseException:
+        # the workers are gone (the runner terminated them): remove the parts of unfinished shards
+        for shard, _ in todo:
+            if shard not in stats or stats[shard] is None:
+                remove_stale_temporaries(config, shard)
+        raise
+    finally:
+        bar.close()
     return stats
 
 
@@ -202,35 +202,59 @@ def remove_stale_temporaries(config: BuildConfig, shard: int) -> None:
 
 
 class _chunk_runner:
-    """Maps chunks to results in order, in-process for one worker, else over a process pool with
-    a bounded number of chunks in flight so memory does not grow with the dataset."""
+    """Builds chunks into part files and assembles shards from them: in-process for one worker, else
+    over a process pool with a bounded number of chunks in flight. `build` yields the chunks' results
+    (counts only) in order; `assemble` queues a shard behind its chunks; `assembled` yields the stats of
+    shards finished since the last call (all of them with `wait`)."""
 
     def __init__(self, config: BuildConfig, factory: SampleFactory):
         self.config = config
         self.factory = factory
         self.pool = None
+        self._assembling: list = []
 
     def __enter__(self):
-        if self.config.workers == 1:
-            return lambda chunks: (self.factory.build_chunk(chunk) for chunk in chunks)
-        if "fork" in mp.get_all_start_methods():
-            context, inherited = mp.get_context("fork"), self.factory
-        else:  # spawn pickles initargs: workers re-open the source themselves
-            context, inherited = mp.get_context("spawn"), None
-        self.pool = context.Pool(
-            self.config.workers, initializer=init_worker, initargs=(self.config, inherited)
-        )
-        return self._parallel
+        if self.config.workers > 1:
+            if "fork" in mp.get_all_start_methods():
+                context, inherited = mp.get_context("fork"), self.factory
+            else:  # spawn pickles initargs: workers re-open the source themselves
+                context, inherited = mp.get_context("spawn"), None
+            self.pool = context.Pool(
+                self.config.workers, initializer=init_worker, initargs=(self.config, inherited)
+            )
+        return self
 
-    def _parallel(self, chunks):
+    def build(self, tasks: Iterable[tuple[int, int, list]]) -> Iterator[ChunkResult]:
+        if self.pool is None:
+            for shard, number, plans in tasks:
+                yield build_part(self.factory, shard, number, plans)
+            return
         in_flight = []
         window = 4 * self.config.workers
-        for chunk in chunks:
-            in_flight.append(self.pool.apply_async(build_chunk_in_worker, (chunk,)))
+        for task in tasks:
+            in_flight.append(self.pool.apply_async(build_part_in_worker, task))
             if len(in_flight) >= window:
                 yield in_flight.pop(0).get()
         while in_flight:
             yield in_flight.pop(0).get()
+
+    def assemble(self, shard: int, chunks: int, stats: dict) -> None:
+        task = (self.config.out, self.config.split, shard, chunks, stats)
+        if self.pool is None:
+            self._assembling.append(assemble_shard(*task))
+        else:
+            self._assembling.append(self.pool.apply_async(assemble_shard, task))
+
+    def assembled(self, wait: bool = False) -> Iterator[dict]:
+        pending = []
+        for job in self._assembling:
+            if isinstance(job, dict):
+                yield job
+            elif wait or job.ready():
+                yield job.get()  # re-raises a worker's error (a full disk) here
+            else:
+                pending.append(job)
+        self._assembling = pending
 
     def __exit__(self, exc_type, exc, tb):
         if self.pool is not None:

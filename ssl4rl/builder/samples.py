@@ -20,6 +20,7 @@ from ..model_reference import check_model_reference
 from ..sources import open_source
 from ..tasks import IMAGE_PLACEHOLDER, Plan, get_task
 from .config import BuildConfig
+from .writer import part_path, write_part
 
 TEMPLATE_MARGIN = 64  # chat-template tokens (system prompt, role markers) when no tokenizer is given
 
@@ -32,6 +33,17 @@ class ChunkResult:
     overlong_without_budget: int = 0  # samples verl's overlong filter would have dropped unscaled
     downscaled: int = 0
     task_counts: Counter = field(default_factory=Counter)  # the written samples' Example.counts, summed
+    answers: Counter = field(default_factory=Counter)  # rows built, by answer (kept when `rows` go to a part)
+
+    def add(self, other: ChunkResult) -> None:
+        """Sum `other`'s counts into this result (its rows are not kept)."""
+        self.skipped.update(other.skipped)
+        for reason, detail in other.skip_examples.items():
+            self.skip_examples.setdefault(reason, detail)
+        self.overlong_without_budget += other.overlong_without_budget
+        self.downscaled += other.downscaled
+        self.task_counts.update(other.task_counts)
+        self.answers.update(other.answers)
 
 
 class SampleFactory:
@@ -197,6 +209,16 @@ def init_worker(config: BuildConfig, inherited: SampleFactory | None = None) -> 
     _FACTORY = inherited if inherited is not None else SampleFactory(config)
 
 
-def build_chunk_in_worker(plans: list[Plan]) -> ChunkResult:
+def build_part(factory: SampleFactory, shard: int, chunk: int, plans: list[Plan]) -> ChunkResult:
+    """Build one chunk of shard `shard` and write its rows to the chunk's part file; the result carries
+    only counts, so nothing per sample goes back to the parent."""
+    result = factory.build_chunk(plans)
+    write_part(part_path(factory.config.out, factory.config.split, shard, chunk), result.rows)
+    result.answers.update(row["answer"] for row in result.rows)
+    result.rows = []
+    return result
+
+
+def build_part_in_worker(shard: int, chunk: int, plans: list[Plan]) -> ChunkResult:
     assert _FACTORY is not None, "init_worker was not called"
-    return _FACTORY.build_chunk(plans)
+    return build_part(_FACTORY, shard, chunk, plans)

@@ -4,8 +4,11 @@ column: HF Image structs `{bytes, path}`, raw binary, or base64 strings, or list
 Files are read with pyarrow one row group at a time, never whole. Indexing reads only the `path`
 leaf of struct columns (enough to see which cells are empty), trusts the row-group statistics for
 binary columns without nulls, and reads string columns one row group at a time to recognise short
-index references. Items decode their row group on first use; a per-process LRU keeps the most
-recent row groups (`cache_mb`), so neighbouring items are cheap and memory stays bounded.
+index references. Items are read in batches of about `BATCH_BYTES` through a buffered stream that
+advances page by page (not a whole row group: memory does not follow the writer's row-group size),
+and a per-process LRU keeps the most recent batches (`cache_mb`), so neighbouring items are cheap.
+A page is the smallest unit parquet decodes: a file written with one page per row group (pyarrow
+does so below 1,024 rows per group unless told otherwise) still needs that page in memory.
 
 In a directory of HF-style files (`train-00000-of-00002.parquet`, `Counting/val-00000-of-00001.parquet`)
 only the files of `split` are read; a directory whose file names declare no split is read whole.
@@ -38,6 +41,9 @@ from ._common import (
     split_of_file,
 )
 from .base import SourceItem, register_source
+
+BATCH_BYTES = 16 * 2**20  # about this much of a column per batch read for items
+OPEN_STREAMS = 4  # row-group streams kept open per process (sequential items reuse one)
 
 
 def hf_image_columns(schema: Any) -> list[str]:
@@ -76,9 +82,9 @@ class ParquetSource(LazySource):
             True, "drop rows whose index >= 1e6 repeats a question (VLMEvalKit circular copies)", "bool"
         ),
         "key_column": Option(None, "column naming each row in item keys (default: FILE:ROW)"),
-        "cache_mb": Option(256, "decoded row groups kept per process for random access (MB)", "int"),
+        "cache_mb": Option(64, "decoded batches kept per process for random access (MB)", "int"),
     }
-    _transient = ("_cache", "_readers")
+    _transient = ("_cache", "_streams")
 
     def __init__(self, path: str, split: str | None = None, **options: Any):
         super().__init__(path, split=split, **options)
@@ -112,13 +118,16 @@ class ParquetSource(LazySource):
 
         items: list[tuple[int, int, int, int, int]] = []  # file, row group, row in group, column, k
         group_starts: list[list[int]] = []
+        group_bytes: list[list[tuple[int, int]]] = []  # (rows, uncompressed bytes) of each row group
         global_row = 0
         for file_id, reader in enumerate(readers):
             metadata = reader.metadata
             starts = []
+            sizes = []
             for group in range(metadata.num_row_groups):
                 starts.append(global_row)
                 n = metadata.row_group(group).num_rows
+                sizes.append((n, metadata.row_group(group).total_byte_size))
                 for column_id, (column, kind) in enumerate(zip(columns, kinds)):
                     array = self._presence_array(reader, group, column, kind, n)
                     for row, k in scan_column(array, kind, known, self.skipped_at_open):
@@ -126,6 +135,7 @@ class ParquetSource(LazySource):
                             items.append((file_id, group, row, column_id, k))
                 global_row += n
             group_starts.append(starts)
+            group_bytes.append(sizes)
         if not items:
             reasons = ", ".join(f"{k}: {v}" for k, v in self.skipped_at_open.most_common()) or "no rows"
             raise empty_source_error("parquet source", self.path, f"no row has an image ({reasons})")
@@ -135,6 +145,7 @@ class ParquetSource(LazySource):
             "columns": columns,
             "kinds": kinds,
             "group_starts": group_starts,
+            "group_bytes": group_bytes,
             "keys": key_values,
             # One int64 row per item: 40 bytes, not a Python tuple each.
             "items": np.unique(np.asarray(items, dtype=np.int64), axis=0),
@@ -199,21 +210,38 @@ class ParquetSource(LazySource):
         except (OSError, ValueError) as exc:
             raise UserError(f"parquet source: cannot read {file!r} as parquet ({exc})") from None
 
-    def _column_of_group(self, file_id: int, group: int, column: str) -> Any:
+    def _value(self, file_id: int, group: int, row: int, column: str) -> Any:
+        """Cell `row` of `column` in a row group, read in bounded batches: a stream per row group moves
+        forward to the batch holding the row (a row behind it restarts the stream)."""
         if self._cache is None:
-            self._cache, self._readers = OrderedDict(), {}
-        cache_key = (file_id, group, column)
-        if cache_key in self._cache:
-            self._cache.move_to_end(cache_key)
-            return self._cache[cache_key]
-        if file_id not in self._readers:
-            self._readers[file_id] = self._reader(self._index["files"][file_id])
-        array = self._readers[file_id].read_row_group(group, columns=[column]).column(column).combine_chunks()
-        self._cache[cache_key] = array
-        budget = self.options["cache_mb"] * 1024 * 1024
-        while len(self._cache) > 1 and sum(a.nbytes for a in self._cache.values()) > budget:
-            self._cache.popitem(last=False)
-        return array
+            self._cache, self._streams = OrderedDict(), OrderedDict()
+        rows_per_batch = self._batch_rows(file_id, group)
+        batch = row // rows_per_batch
+        cache_key = (file_id, group, column, batch)
+        if cache_key not in self._cache:
+            stream_key = (file_id, group, column)
+            stream = self._streams.pop(stream_key, None)
+            if stream is None or stream[0] > batch:
+                reader = pq.ParquetFile(self._index["files"][file_id], pre_buffer=False, buffer_size=1 << 20)
+                stream = [0, reader.iter_batches(rows_per_batch, row_groups=[group], columns=[column])]
+            while stream[0] <= batch:
+                values = next(stream[1]).column(0)
+                stream[0] += 1
+            self._streams[stream_key] = stream
+            while len(self._streams) > OPEN_STREAMS:
+                self._streams.popitem(last=False)
+            self._cache[cache_key] = values
+            budget = self.options["cache_mb"] * 1024 * 1024
+            while len(self._cache) > 1 and sum(a.nbytes for a in self._cache.values()) > budget:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(cache_key)
+        return self._cache[cache_key][row - batch * rows_per_batch].as_py()
+
+    def _batch_rows(self, file_id: int, group: int) -> int:
+        """Rows per batch: about BATCH_BYTES of the row group's (uncompressed) data."""
+        sizes = self._index["group_bytes"][file_id][group]
+        rows, size = sizes
+        return max(1, min(rows, int(rows * BATCH_BYTES / max(size, 1))))
 
     def __len__(self) -> int:
         return len(self._ensure_index()["items"])
@@ -244,7 +272,7 @@ class ParquetSource(LazySource):
         file_id, group, row, column_id, k = (int(v) for v in self._index["items"][index])
         column = self._index["columns"][column_id]
         kind = self._index["kinds"][column_id]
-        value = self._column_of_group(file_id, group, column)[row].as_py()
+        value = self._value(file_id, group, row, column)
         key = self.key(index)
         if k >= 0:
             kind = kind[: -len("_list")]

@@ -37,6 +37,9 @@ RELEASE_COLUMNS = ("images", "query", "answer")
 BUILT_COLUMNS = ("data_source", "task")
 SHARD_SPLIT = re.compile(r"^(?P<split>[^/]+?)-\d{5}(?:-of-\d{5})?\.(?:parquet|arrow)$")
 KNOWN_SPLITS = ("train", "validation", "val", "test", "dev")
+# the release's builders write `{split}_{worker:05d}.parquet` (e.g. `test_00000.parquet`); an underscore
+# is common inside other names, so only a known split name before it counts
+RELEASE_SHARD_SPLIT = re.compile(r"^(?P<split>" + "|".join(KNOWN_SPLITS) + r")_\d{5}\.(?:parquet|arrow)$")
 
 OUTPUTS = ("train", "val")
 
@@ -160,7 +163,7 @@ def _input_file(path: str, root: str) -> InputFile:
     parent = os.path.basename(directory)
     nested = os.path.abspath(directory) != os.path.abspath(root)
     fmt = "parquet" if name.endswith(".parquet") else "arrow"
-    match = SHARD_SPLIT.match(name)
+    match = SHARD_SPLIT.match(name) or RELEASE_SHARD_SPLIT.match(name)
     if os.path.exists(os.path.join(directory, "state.json")):
         # `save_to_disk`: a DatasetDict keeps each split in a folder named after it
         split = parent if nested else None
