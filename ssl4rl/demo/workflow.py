@@ -383,8 +383,10 @@ def _evaluate(
             model=model,
             batch_size=8,
             max_new_tokens=max_new_tokens,
-            min_pixels=None,  # the model's own processor limits (tiny: 28x28 to 56x56 pixels)
-            max_pixels=None,
+            # 0: the model's own processor limits (tiny: 28x28 to 56x56 pixels); None would mean the paper's
+            # evaluation limits for a Qwen2.5-VL, hundreds of image tokens the tiny model never trained on
+            min_pixels=0,
+            max_pixels=0,
             backend="transformers",
             seed=seed,
             overwrite=True,
