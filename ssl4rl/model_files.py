@@ -67,6 +67,12 @@ def _legacy_rope(text: dict) -> tuple[dict | None, float | None]:
     return rope, theta
 
 
+# Families whose Hub config.json is flat and whose 4.49 - 4.51 classes crash on a nested text_config. Newer
+# families (Qwen3-VL, GLM-4.1V) are nested on the Hub and in every transformers that has them: flattening their
+# config would make 5.x build a default-sized text model (tens of GB) and drop every trained text weight.
+FLAT_LAYOUT_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+
+
 def write_legacy_processor_files(model_dir: str, oldest: str = "4.49") -> list[str]:
     """Add / patch, beside transformers 5.x's files in `model_dir`, what transformers >= `oldest` (4.x)
     needs to load the processor, tokenizer, chat template and model. Returns the file names written or
@@ -84,7 +90,7 @@ def write_legacy_processor_files(model_dir: str, oldest: str = "4.49") -> list[s
       processor_config.json           drop the nested image_processor / video_processor dicts (4.x < 4.56
                                       passes them to the processor's __init__ and raises TypeError);
                                       5.x then reads the two files above, to the same processor
-    oldest < 4.52:
+    oldest < 4.52, Qwen2-VL / Qwen2.5-VL only (FLAT_LAYOUT_MODEL_TYPES):
       config.json                     flat (Hub) layout: text_config's fields at the top level and no
                                       `text_config` (4.49 - 4.51 crash on a nested one); 5.x / 4.52+ read
                                       it too (5.x's only difference: text_config.dtype is set)
@@ -167,7 +173,7 @@ def write_legacy_processor_files(model_dir: str, oldest: str = "4.49") -> list[s
                 text["rope_scaling"] = rope
                 if theta is not None:
                     text["rope_theta"] = theta
-            if oldest_v < (4, 52):
+            if oldest_v < (4, 52) and new.get("model_type") in FLAT_LAYOUT_MODEL_TYPES:
                 del new["text_config"]
                 for key, value in text.items():
                     if key not in (

@@ -78,7 +78,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         seed,
     )
 
-    stages.start("build", f"building SSL tasks: {', '.join(tasks)}")
+    stages.start("build", f"building the model and the SSL tasks: {', '.join(tasks)}")
     model_dir, tiny = _resolve_model(model, os.path.join(out, "model"), seed)
     built, build_counts = _build_tasks(
         tasks, os.path.join(out, "photos"), os.path.join(out, "ssl"), seed, rounds, knobs
