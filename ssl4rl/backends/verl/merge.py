@@ -325,26 +325,39 @@ def merge_adapter_run(
             tmp, adapter_dir if _has_processor(adapter_dir) else base, trust_remote_code
         )
         stages.update()
-        manifest = {
-            "command": command_line(),
+        what = {
             "checkpoint": os.path.abspath(adapter_dir),
             "kind": "lora_adapter",
             "base_model": base,
             **lora,
-            "copied_from_checkpoint": copied,
-            "legacy_files_for_transformers_4": legacy,
-            "processor_class": processor_class,
-            "files": sorted(os.listdir(tmp)),
-            "versions": package_versions("torch", "transformers", "peft"),
-            "seconds": round(time.time() - started, 2),
         }
-        write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
-        _publish(tmp, out)
+        carried = {"copied": copied, "legacy": legacy, "processor_class": processor_class}
+        manifest = _publish_with_manifest(tmp, out, what, carried, ("torch", "transformers", "peft"), started)
         stages.update()
     finally:
         stages.close()
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _publish_with_manifest(
+    tmp: str, out: str, what: dict, carried: dict, packages: tuple[str, ...], started: float
+) -> dict:
+    """Write the merge manifest (what was merged, the files carried and written beside the weights, the
+    versions that did it) into `tmp`, then move `tmp` to `out`. Returns the manifest."""
+    manifest = {
+        "command": command_line(),
+        **what,
+        "copied_from_checkpoint": carried["copied"],
+        "legacy_files_for_transformers_4": carried["legacy"],
+        "processor_class": carried["processor_class"],
+        "files": sorted(os.listdir(tmp)),
+        "versions": package_versions(*packages),
+        "seconds": round(time.time() - started, 2),
+    }
+    write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
+    _publish(tmp, out)
     return manifest
 
 
@@ -412,23 +425,16 @@ def merge_checkpoint(
         processor_class = check_loads(tmp, info["hf_dir"], trust_remote_code)
         stages.update()
 
-        manifest = {
-            "command": command_line(),
+        what = {
             "checkpoint": os.path.abspath(checkpoint),
             **{k: info[k] for k in ("actor_dir", "global_step", "world_size", "fsdp_version")},
             # as run, but naming OUT rather than the temporary directory it was written to
             "merger_command": [out if part == tmp else part for part in command],
             "kind": "lora_checkpoint" if lora else "checkpoint",
             **(lora or {}),
-            "copied_from_checkpoint": copied,
-            "legacy_files_for_transformers_4": legacy,
-            "processor_class": processor_class,
-            "files": sorted(os.listdir(tmp)),
-            "versions": package_versions("verl", "torch", "transformers"),
-            "seconds": round(time.time() - started, 2),
         }
-        write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
-        _publish(tmp, out)
+        carried = {"copied": copied, "legacy": legacy, "processor_class": processor_class}
+        manifest = _publish_with_manifest(tmp, out, what, carried, ("verl", "torch", "transformers"), started)
         stages.update()
     finally:
         stages.close()
