@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +15,8 @@ pytest.importorskip("torchvision")
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+from support.fsdp_ranks import free_port, run_ranks  # noqa: E402
 
 from ssl4rl import adapters  # noqa: E402
 from ssl4rl.backends.verl import merge, resources  # noqa: E402
@@ -251,27 +251,10 @@ def _save_lora_rank(rank: int, model_dir: str, actor_dir: str, port: int, lora_o
 
 def _verl_lora_checkpoint(tiny_model, run, lora_only: bool = False):
     pytest.importorskip("verl")
-    import torch.multiprocessing as mp
     import verl.utils.checkpoint.fsdp_checkpoint_manager  # noqa: F401  imported once, shared by forked ranks
 
     actor_dir = run / f"global_step_{STEP}" / "actor"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    context = mp.start_processes(
-        _save_lora_rank,
-        args=(tiny_model, str(actor_dir), port, lora_only),
-        nprocs=WORLD_SIZE,
-        join=False,
-        start_method=method,
-    )
-    deadline = time.monotonic() + 300
-    while not context.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("FSDP checkpoint ranks did not finish in 300 s")
+    run_ranks(_save_lora_rank, (tiny_model, str(actor_dir), free_port(), lora_only), WORLD_SIZE)
     return run
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +17,8 @@ pytest.importorskip("torchvision")
 pytest.importorskip("verl")
 transformers = pytest.importorskip("transformers")
 tiny = pytest.importorskip("ssl4rl.tiny")
+
+from support.fsdp_ranks import free_port, run_ranks  # noqa: E402
 
 from ssl4rl.backends.verl import merge  # noqa: E402
 from ssl4rl.cli import main  # noqa: E402
@@ -66,36 +66,16 @@ def _save_rank(rank: int, model_dir: str, actor_dir: str, port: int) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A verl run directory: run/global_step_3/actor/{model_world_size_2_rank_*.pt, fsdp_config.json, huggingface/}."""
-    import torch.multiprocessing as mp
     import verl.utils.checkpoint.fsdp_checkpoint_manager  # noqa: F401  imported once here, shared by forked ranks
 
     root = tmp_path_factory.mktemp("merge")
     model_dir = tiny.build_tiny_qwen2_5_vl(str(root / "tiny"))
     run = root / "run"
     actor_dir = run / f"global_step_{STEP}" / "actor"
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    context = mp.start_processes(
-        _save_rank,
-        args=(model_dir, str(actor_dir), _free_port()),
-        nprocs=WORLD_SIZE,
-        join=False,
-        start_method=method,
-    )
-    deadline = time.monotonic() + 300
-    while not context.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("FSDP checkpoint ranks did not finish in 300 s")
+    run_ranks(_save_rank, (model_dir, str(actor_dir), free_port()), WORLD_SIZE)
     (run / "latest_checkpointed_iteration.txt").write_text(str(STEP))
     return run
 
