@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass
 
@@ -51,6 +52,9 @@ class LoadedImage:
     # Where the stored image's block grid starts in `image` (its origin moves when EXIF orientation
     # flips or turns the image): block boundaries lie at x = block_origin[0] + 16k, y = block_origin[1] + 16k.
     block_origin: tuple[int, int] = (0, 0)
+    # 1, 2, 4 or 8: a large JPEG decoded at 1/decode_reduction of its size per side (`decode_image`'s
+    # reduce_to_pixels); labels' pixel coordinates refer to the image as decoded
+    decode_reduction: int = 1
 
     @functools.cached_property
     def digest(self) -> str:
@@ -76,7 +80,9 @@ def block_aligned(source: LoadedImage, block: int = BLOCK) -> LoadedImage:
     box = block_region(source, block)
     if box == (0, 0, *source.image.size):
         return source
-    return LoadedImage(image=source.image.crop(box), key=source.key, raw=None)
+    return LoadedImage(
+        image=source.image.crop(box), key=source.key, raw=None, decode_reduction=source.decode_reduction
+    )
 
 
 def whole_blocks(length: int, block: int = BLOCK) -> int:
@@ -153,8 +159,13 @@ def decode_image(
     key: str = "",
     min_side: int = MIN_SIDE,
     max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
+    reduce_to_pixels: int | None = None,
 ) -> LoadedImage:
     """Decode bytes, a path or a PIL image into a `LoadedImage`, or raise `SkipSample`.
+
+    `reduce_to_pixels`: a JPEG of at least 4x that many pixels is decoded at 1/2, 1/4 or 1/8 of its size
+    per side (libjpeg scales in the DCT domain, so the pixels it skips are never computed), keeping at
+    least that many pixels; other formats and smaller JPEGs decode at full size.
 
     Reasons: `corrupt` (unreadable or truncated), `too_large` (decompression bomb guard, checked from
     the header before pixels are decoded), `too_small` (a side below `min_side` after orientation).
@@ -172,6 +183,7 @@ def decode_image(
         width, height = image.size
         if width * height > max_pixels:
             raise SkipSample("too_large", f"{width}x{height} exceeds {max_pixels} pixels")
+        reduction = reduce_jpeg_decode(image, reduce_to_pixels, min_side) if reduce_to_pixels else 1
         image.load()
         fmt = image.format
         orientation = image.getexif().get(0x0112, 1) if fmt else 1
@@ -179,7 +191,7 @@ def decode_image(
         if orientation not in (None, 1):
             image = ImageOps.exif_transpose(image)
         passes_through = raw is not None and fmt in PASS_THROUGH_FORMATS and image.mode == "RGB"
-        passes_through = passes_through and orientation in (None, 1)
+        passes_through = passes_through and orientation in (None, 1) and reduction == 1
         rgb = to_rgb(image)
     except SkipSample:
         raise
@@ -189,8 +201,30 @@ def decode_image(
         raise SkipSample("corrupt", f"{type(exc).__name__}: {exc}") from None
     if min(rgb.size) < min_side:
         raise SkipSample("too_small", f"{rgb.width}x{rgb.height} has a side below {min_side} px")
+    # A reduced decode keeps the grid's origin: its blocks are 16/reduction px, so the 16 px grid from the
+    # stored origin still lies on block boundaries (stored_size is the reduced size).
     origin = _block_origin(orientation, stored_size) if orientation in range(2, 9) else (0, 0)
-    return LoadedImage(image=rgb, key=key, raw=raw if passes_through else None, block_origin=origin)
+    return LoadedImage(
+        image=rgb,
+        key=key,
+        raw=raw if passes_through else None,
+        block_origin=origin,
+        decode_reduction=reduction,
+    )
+
+
+def reduce_jpeg_decode(image: Image.Image, pixels: int, min_side: int = MIN_SIDE) -> int:
+    """Ask an opened, not yet decoded JPEG for a DCT-scaled decode that keeps at least `pixels` pixels
+    (and sides of at least 2 x `min_side`); returns the reduction per side (1, 2, 4 or 8). PIL's `draft`
+    picks the largest power of two that keeps both requested sides."""
+    width, height = image.size
+    if image.format != "JPEG" or width * height < 4 * pixels:
+        return 1
+    ratio = math.sqrt(pixels / (width * height))
+    wanted = (max(math.ceil(width * ratio), 2 * min_side), max(math.ceil(height * ratio), 2 * min_side))
+    if image.draft(image.mode, wanted) is None:  # not a single-scan baseline/progressive JPEG tile
+        return 1
+    return max(1, round(width / image.size[0]))
 
 
 def encode_image(image: Image.Image, encoding: Encoding = Encoding()) -> bytes:

@@ -175,6 +175,7 @@ def run_shards(config: BuildConfig, factory: SampleFactory, plans) -> dict[int, 
                         "answers": dict(merged.answers),
                         "overlong_without_budget": merged.overlong_without_budget,
                         "downscaled": merged.downscaled,
+                        "reduced_decodes": merged.reduced_decodes,
                         "task_counts": dict(merged.task_counts),
                     },
                 )
@@ -309,6 +310,8 @@ def finish(
             "shards": len(stats),
             "shards_in_this_manifest": len(every),
             "downscaled_for_token_budget": sum(s["downscaled"] for s in every),
+            # samples whose (JPEG) source was decoded at 1/2-1/8 size because the views could not use more
+            "sources_decoded_reduced": sum(s.get("reduced_decodes", 0) for s in every),
             "would_be_dropped_by_overlong_filter": sum(s["overlong_without_budget"] for s in every),
         },
         # what the counts above were measured against: samples over `overlong_counted_against` tokens before

@@ -44,6 +44,9 @@ class BuildConfig:
     tokenizer: str | None = None  # exact text-token counts; without it a safe upper bound is used
     min_side: int = MIN_SIDE
     max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+    # decode a large JPEG at 1/2, 1/4 or 1/8 per side where the task's views cannot use its full size
+    # (SSLTask.source_pixels_needed: the prompt budget downscales them anyway); False: always full size
+    reduced_decode: bool = True
     progress: bool = True
 
     def __post_init__(self):

@@ -32,6 +32,7 @@ class ChunkResult:
     skip_examples: dict[str, str] = field(default_factory=dict)  # reason -> first detail seen
     overlong_without_budget: int = 0  # samples verl's overlong filter would have dropped unscaled
     downscaled: int = 0
+    reduced_decodes: int = 0  # written samples whose source was decoded at a reduced JPEG scale
     task_counts: Counter = field(default_factory=Counter)  # the written samples' Example.counts, summed
     answers: Counter = field(default_factory=Counter)  # rows built, by answer (kept when `rows` go to a part)
 
@@ -42,6 +43,7 @@ class ChunkResult:
             self.skip_examples.setdefault(reason, detail)
         self.overlong_without_budget += other.overlong_without_budget
         self.downscaled += other.downscaled
+        self.reduced_decodes += other.reduced_decodes
         self.task_counts.update(other.task_counts)
         self.answers.update(other.answers)
 
@@ -61,10 +63,18 @@ class SampleFactory:
         self.knobs_json = json.dumps(self.task.knob_dict(), sort_keys=True)
         self._text_tokens: dict[str, int] = {}
         self._tokenizer = None
+        # pixels the task's views can use from one source: larger JPEGs decode at a reduced DCT scale
+        budget_pixels = (config.max_prompt_tokens or 0) * self.family.factor**2 or None
+        self.reduce_to_pixels = (
+            self.task.source_pixels_needed(budget_pixels) if config.reduced_decode else None
+        )
 
     def load(self, index: int):
         return self.source.load(
-            index, min_side=self.config.min_side, max_pixels=self.config.max_source_pixels
+            index,
+            min_side=self.config.min_side,
+            max_pixels=self.config.max_source_pixels,
+            reduce_to_pixels=self.reduce_to_pixels,
         )
 
     def build_chunk(self, plans: list[Plan]) -> ChunkResult:
@@ -121,6 +131,11 @@ class SampleFactory:
                 encoded.append(self.encode_view(view))
         partner_keys = [self.source.key(i) for i in example.sources]
         result.task_counts.update(example.counts)  # past every skip: only written samples count
+        label = example.label
+        if source.decode_reduction != 1:
+            # the label's pixel coordinates (boxes) refer to the source as decoded, 1/reduction per side
+            result.reduced_decodes += 1
+            label = label | {"source_decoded_at": 1 / source.decode_reduction}
         return {
             "images": [{"bytes": data, "path": None} for data in encoded],
             "query": query,
@@ -128,7 +143,7 @@ class SampleFactory:
             "data_source": self.task.data_source,
             "task": self.task.name,
             "knobs": self.knobs_json,
-            "label": json.dumps(example.label, sort_keys=True),
+            "label": json.dumps(label, sort_keys=True),
             "split": self.config.split,
             "sample_index": plan.index,
             "source": self.source_id,

@@ -54,10 +54,21 @@ class ImageSource(ABC):
         return self.item(index).key
 
     def load(
-        self, index: int, *, min_side: int = MIN_SIDE, max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+        self,
+        index: int,
+        *,
+        min_side: int = MIN_SIDE,
+        max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
+        reduce_to_pixels: int | None = None,
     ) -> LoadedImage:
         item = self.item(index)
-        return decode_image(item.data, key=item.key, min_side=min_side, max_pixels=max_pixels)
+        return decode_image(
+            item.data,
+            key=item.key,
+            min_side=min_side,
+            max_pixels=max_pixels,
+            reduce_to_pixels=reduce_to_pixels,
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"adapter": self.adapter, "path": self.path, "options": self.options, "items": len(self)}

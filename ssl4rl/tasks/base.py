@@ -193,6 +193,20 @@ class SSLTask(ABC):
 
     # ---- generation ----------------------------------------------------------------------------
     min_sources: ClassVar[int] = 1
+    # True when a sample's views hold together at least about as many pixels as its source (the source
+    # itself, a rotated copy, a grid of its patches): a prompt budget that downscales the source alone
+    # downscales the views at least as much, so a large JPEG may be decoded reduced (`source_pixels_needed`).
+    views_cover_source: ClassVar[bool] = False
+
+    def source_pixels_needed(self, budget_pixels: int | None) -> int | None:
+        """How many pixels of a source image this task's views can use when a sample's images must fit
+        `budget_pixels` (the prompt budget's image tokens x the model's pixels per token; None: no budget).
+        The builder decodes a JPEG source at a reduced DCT scale that keeps at least this many (None: the
+        full image). Twice what the budget keeps, so views are always downscaled from the decode, never
+        enlarged, even where they hold a little less than the source (patches cut on the block grid)."""
+        if self.views_cover_source and budget_pixels:
+            return 2 * budget_pixels
+        return None
 
     def plan(self, n_sources: int, rng: np.random.Generator) -> Iterator[Plan]:
         """One sample per source item by default. Must be O(n) and cheap: it runs once per split."""

@@ -20,6 +20,7 @@ passed over, which the build manifest sums in `task_counts`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -91,6 +92,12 @@ class ContrastiveTask(SSLTask):
 
     def answer_space(self) -> list[str]:
         return [POSITIVE, NEGATIVE]
+
+    def source_pixels_needed(self, budget_pixels: int | None) -> int | None:
+        """The views are `size` px squares cut from at least `crop_scale[0]` of the source's area: a source
+        of twice `size`^2 / crop_scale[0] pixels (~1.25 Mpx at 224 px, whatever the budget) still gives the
+        smallest crop more pixels than its view, so larger JPEGs decode reduced."""
+        return 2 * math.ceil(self._spec.crop_size**2 / self._spec.crop_scale[0])
 
     # ---- planning ------------------------------------------------------------------------------
     def plan(self, n_sources: int, rng: np.random.Generator) -> Iterator[Plan]:

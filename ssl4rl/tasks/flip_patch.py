@@ -76,6 +76,7 @@ def parse_flip_answer(text: object) -> tuple[int, str] | None:
 @register_task("flip_patch")
 class FlipPatchTask(SSLTask):
     summary = "An image whose grid has one patch mirrored in place; answer which patch and how."
+    views_cover_source = True
     answer_example = "3 horizontal"
     extra_scores = {"partial": 0.0, "patch_correct": 0.0, "flip_correct": 0.0}
 

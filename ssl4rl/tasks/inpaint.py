@@ -73,6 +73,7 @@ def offsets(step_x: int, step_y: int) -> list[tuple[int, int]]:
 @register_task("inpaint")
 class InpaintTask(SSLTask):
     summary = "An image with a gray hole and four candidate patches A-D; answer which one fills the hole."
+    views_cover_source = True
     answer_example = "B"
 
     @dataclass(frozen=True)

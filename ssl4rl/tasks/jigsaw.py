@@ -138,6 +138,7 @@ class JigsawTask(SSLTask):
         ),
     }
     paper_rank = 2
+    views_cover_source = True
     calibration_levels = ({"grid": "2"}, {"grid": "2x3"}, {"grid": "3"}, {"grid": "4"})
     calibration_hints = {
         "harder": "a larger --grid (up to 6, or e.g. 3x4)",

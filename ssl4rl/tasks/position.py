@@ -137,6 +137,7 @@ class PositionTask(SSLTask):
     summary = "The full image and a crop from one of its quadrants; answer which quadrant."
     answer_example = "top-left"
     paper_rank = 3
+    views_cover_source = True
     # Crop sides never go below 28 px whatever the ratio, so the hardest level needs quadrants of at least
     # 140 px (images of 280 px) to keep its full range.
     calibration_levels = (

@@ -172,6 +172,7 @@ class RotationTask(SSLTask):
     summary = "Original + a copy rotated counter-clockwise by k*granularity degrees; answer the angle."
     answer_example = "90"
     paper_rank = 1
+    views_cover_source = True
     calibration_levels = ({"granularity": 90}, {"granularity": 45}, {"granularity": 30})
     calibration_hints = {"harder": "a smaller --granularity (e.g. 15)", "easier": "--granularity 90 or 180"}
 

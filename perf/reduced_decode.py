@@ -1,0 +1,79 @@
+"""Reduced JPEG decoding on large photos: the same build with and without `--full-decode`, side by side.
+
+Run by hand (not a test):
+    .venv/bin/python perf/reduced_decode.py [--photos 40] [--sides 3000 4000] [--tasks ...]
+
+For each long side (MMBench-like photos upscaled to that side, JPEG q90: 3000 px ~ 6.8 Mpx, 4000 px ~ 12 Mpx;
+MME-RealWorld and V* hold photos of this size) and task, it builds the photos with one worker at the
+default 1024-token budget twice, in fresh processes, and reports the steady rate inside `build()` (the
+manifest's seconds), how many sources were decoded reduced, and the mean image tokens per row, which must
+not drop (the decode is never what limits the views).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pyarrow.parquet as pq
+from mmbench_like import make_photo_folder
+
+
+def run_build(task: str, folder: str, out: str, full: bool) -> dict:
+    command = [sys.executable, "-m", "ssl4rl.cli", "build", "--task", task, "--source", "folder"]
+    command += ["--input", folder, "--out", out, "--workers", "1", "--no-progress"]
+    command += ["--full-decode"] if full else []
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "manifest-train.json")) as f:
+        manifest = json.load(f)
+    rows = pq.read_table(glob.glob(f"{out}/data/*.parquet"), columns=["image_tokens"]).column(0).to_pylist()
+    return {
+        "rate": manifest["counts"]["written"] / manifest["seconds"],
+        "reduced": manifest["counts"]["sources_decoded_reduced"],
+        "written": manifest["counts"]["written"],
+        "tokens": sum(rows) / len(rows),
+    }
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--photos", type=int, default=40)
+    parser.add_argument("--sides", type=int, nargs="+", default=[3000, 4000])
+    parser.add_argument("--tasks", nargs="+", default=["rotation", "jigsaw", "position", "contrastive"])
+    args = parser.parse_args()
+    print(f"load at start: {uptime()}")
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in args.sides:
+            folder = make_photo_folder(os.path.join(tmp, f"photos{side}"), args.photos, side=side)
+            for task in args.tasks:
+                full = run_build(task, folder, os.path.join(tmp, f"{task}-{side}-full"), full=True)
+                reduced = run_build(task, folder, os.path.join(tmp, f"{task}-{side}-reduced"), full=False)
+                lines.append(
+                    f"| {side} px | {task} | {full['rate']:.2f} | {reduced['rate']:.2f} |"
+                    f" {reduced['rate'] / full['rate']:.2f}x | {reduced['reduced']} / {reduced['written']} |"
+                    f" {full['tokens']:.0f} / {reduced['tokens']:.0f} |"
+                )
+                print(f"  {side} px {task} done ({uptime()})", flush=True)
+    print(f"load at end: {uptime()}\n")
+    print(
+        "| long side | task | full decode samples/s | reduced samples/s | speed-up | sources reduced / written |"
+        " image tokens per row, full / reduced |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
