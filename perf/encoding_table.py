@@ -50,6 +50,12 @@ FORMATS = [
         builder_encoder(Encoding(format="jpeg", jpeg_quality=95)),
         "lossy (reference only)",
     ),
+    ("PNG level 0, stored (not offered)", pil_encoder(format="PNG", compress_level=0), "lossless"),
+    (
+        "QOI (not offered; Pillow reads it from 9.5)",
+        pil_encoder(format="QOI"),
+        "lossless",
+    ),
     ("TIFF, uncompressed (not offered)", pil_encoder(format="TIFF"), "lossless"),
     ("TIFF, LZW (not offered)", pil_encoder(format="TIFF", compression="tiff_lzw"), "lossless"),
 ]
