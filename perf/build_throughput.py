@@ -3,7 +3,7 @@
 Run by hand (not a test):  .venv/bin/python perf/build_throughput.py [--sizes 40 400] [--repeats 3] [--tasks ...]
 
 For each task it builds a folder of MMBench-like photos (~0.5 Mpx JPEG q90, perf/mmbench_like.py) with
-1 and 2 workers, taking turns `--repeats` times (medians reported), in a fresh process each time, with no token budget (`--max-prompt-tokens 0`: views keep
+1 and 2 workers, taking turns `--repeats` times (medians reported, floors too; `sync` between runs), in a fresh process each time, with no token budget (`--max-prompt-tokens 0`: views keep
 their size, so the floor below encodes the same pixels), and reports:
 - samples/s of the whole process (start-up and imports included) with 1 and 2 workers, and their ratio;
 - the 1-worker steady rate (inside `build()`, the manifest's seconds) against two floors on one core:
@@ -28,6 +28,8 @@ import glob
 import io
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -209,12 +211,18 @@ def main() -> None:
             # 1- and 2-worker runs take turns, and each figure is the median of its runs: on a shared
             # virtual machine one run's speed varies by up to ~20%
             runs: dict[int, list[dict]] = {1: [], 2: []}
+            kept = os.path.join(tmp, f"{task}-kept")  # one 1-worker build, for the floors
             for repeat in range(args.repeats):
                 for workers in (1, 2):
-                    out = os.path.join(tmp, f"{task}-{workers}-{repeat}")
+                    out = kept if (repeat, workers) == (0, 1) else os.path.join(tmp, "timed")
                     runs[workers].append(
                         run_build(task, folders[large], out, workers, args.image_format, False)
                     )
+                    if out != kept:
+                        shutil.rmtree(out)
+                    # the next run starts with no writeback of this one's shards pending: the kernel's
+                    # flush threads would take CPU time from a 2-worker build on 2 cores
+                    os.sync()
             one, two = (median_run(runs[workers]) for workers in (1, 2))
             tiny = run_build(
                 task, folders[small], os.path.join(tmp, f"{task}-small"), 2, args.image_format, True
@@ -222,11 +230,18 @@ def main() -> None:
             big = run_build(
                 task, folders[large], os.path.join(tmp, f"{task}-big"), 2, args.image_format, True
             )
-            floor = in_fresh_process(
-                "floor_samples_per_s", folders[large], f"{tmp}/{task}-1-0", args.image_format
+            for out in (f"{task}-small", f"{task}-big"):
+                shutil.rmtree(os.path.join(tmp, out))
+            os.sync()
+            floor = statistics.median(
+                in_fresh_process("floor_samples_per_s", folders[large], kept, args.image_format)
+                for _ in range(args.repeats)
             )
-            task_floor = in_fresh_process("task_floor_samples_per_s", task, folders[large], args.image_format)
-            decode = trainer_decode_ms_per_row(os.path.join(tmp, f"{task}-1-0"))
+            task_floor = statistics.median(
+                in_fresh_process("task_floor_samples_per_s", task, folders[large], args.image_format)
+                for _ in range(args.repeats)
+            )
+            decode = trainer_decode_ms_per_row(kept)
             results.append((task, one, two, tiny, big, floor, task_floor, decode))
             print(f"  {task} done ({uptime()})", flush=True)
     print(f"load at end: {uptime()}\n")
