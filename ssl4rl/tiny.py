@@ -386,31 +386,33 @@ def _build_model(torch, config, seed: int, tokenizer):
     return model.eval()
 
 
+_TINY_TEXT = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=4096,
+    initializer_range=TEXT_INIT_STD,
+    bos_token_id=None,  # like Qwen's tokenizer: no BOS token is prepended
+)
+_TINY_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
+
+
 def _qwen2_5_vl_config(tokenizer):
     from transformers import Qwen2_5_VLConfig
 
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
     return Qwen2_5_VLConfig(
         text_config=dict(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=128,
+            _TINY_TEXT,
             vocab_size=len(tokenizer),
-            max_position_embeddings=4096,
-            initializer_range=TEXT_INIT_STD,
             rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
-            bos_token_id=None,  # like Qwen's tokenizer: no BOS token is prepended
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=64,
+            _TINY_VISION,
             fullatt_block_indexes=[1],
             window_size=56,
         ),
@@ -423,18 +425,6 @@ def _qwen2_5_vl_config(tokenizer):
         pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
     )
-
-
-_TINY_TEXT = dict(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    max_position_embeddings=4096,
-    initializer_range=TEXT_INIT_STD,
-    bos_token_id=None,
-)
 
 
 def _qwen3_vl_config(tokenizer):
@@ -452,11 +442,7 @@ def _qwen3_vl_config(tokenizer):
             pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=64,
+            _TINY_VISION,
             patch_size=QWEN3_VL.patch_size,
             spatial_merge_size=QWEN3_VL.merge_size,
             num_position_embeddings=64,  # an 8x8 grid, interpolated to any image size
@@ -491,11 +477,7 @@ def _glm_4_1v_config(tokenizer):
             pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=64,
+            _TINY_VISION,
             image_size=56,  # a 4x4 grid of position embeddings, interpolated to any image size
             patch_size=GLM_4_1V.patch_size,
             spatial_merge_size=GLM_4_1V.merge_size,
