@@ -1,10 +1,12 @@
 """Builder throughput, scaling and memory, each compared only with what this run measures.
 
-Run by hand (not a test):  .venv/bin/python perf/build_throughput.py [--sizes 40 400] [--repeats 3] [--tasks ...]
+Run by hand (not a test):
+    .venv/bin/python perf/build_throughput.py [--sizes 40 400] [--repeats 3] [--tasks ...]
 
 For each task it builds a folder of MMBench-like photos (~0.5 Mpx JPEG q90, perf/mmbench_like.py) with
-1 and 2 workers, taking turns `--repeats` times (medians reported, floors too; `sync` between runs), in a fresh process each time, with no token budget (`--max-prompt-tokens 0`: views keep
-their size, so the floor below encodes the same pixels), and reports:
+1 and 2 workers, taking turns `--repeats` times (medians reported, floors too; `sync` between runs), in a
+fresh process each time, with no token budget (`--max-prompt-tokens 0`: views keep their size, so the
+floors below encode the same pixels), and reports:
 - samples/s of the whole process (start-up and imports included) with 1 and 2 workers, and their ratio;
 - the 1-worker steady rate (inside `build()`, the manifest's seconds) against two floors on one core:
   the codec floor (decoding every source image the samples read, partners included, and encoding the views

@@ -3,13 +3,13 @@
 Run by hand (not a test):
     .venv/bin/python perf/reduced_decode.py [--photos 40] [--sides 3000 4000] [--repeats 3] [--tasks ...]
 
-For each long side (MMBench-like photos upscaled to that side, JPEG q90: 3000 px photos hold 4-7 Mpx, 4000 px
-7-12 Mpx, as phones and cameras take them; at the default budget only sources from ~6.4 Mpx are reduced, so
-high-resolution benchmarks' 2-3.5 Mpx averages (V*, MME-RealWorld) mostly decode whole) and task, it builds the photos with one worker at the
-default 1024-token budget with and without `--full-decode`, taking turns `--repeats` times (medians), in
-fresh processes, and reports the steady rate inside `build()` (the
-manifest's seconds), how many sources were decoded reduced, and the mean image tokens per row, which must
-not drop (the decode is never what limits the views).
+For each long side (MMBench-like photos upscaled to that side, JPEG q90: 24 photos hold 3.9-8.9 Mpx
+at 3000 px and 6.9-15.8 Mpx at 4000 px, as phones and cameras take them; at the default budget only sources from ~6.4 Mpx are
+reduced, so high-resolution benchmarks' 2-3.5 Mpx averages (V*, MME-RealWorld) mostly decode whole) and
+task, it builds the photos with one worker at the default 1024-token budget with and without
+`--full-decode`, taking turns `--repeats` times (medians), in fresh processes, and reports the steady rate
+inside `build()` (the manifest's seconds), how many sources were decoded reduced, and the mean image tokens
+per row, which must not drop (the decode is never what limits the views).
 """
 
 from __future__ import annotations

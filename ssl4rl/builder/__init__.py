@@ -311,7 +311,7 @@ def finish(
             "shards_in_this_manifest": len(every),
             "downscaled_for_token_budget": sum(s["downscaled"] for s in every),
             # samples whose (JPEG) source was decoded at 1/2-1/8 size because the views could not use more
-            "sources_decoded_reduced": sum(s.get("reduced_decodes", 0) for s in every),
+            "sources_decoded_reduced": sum(s["reduced_decodes"] for s in every),
             "would_be_dropped_by_overlong_filter": sum(s["overlong_without_budget"] for s in every),
         },
         # what the counts above were measured against: samples over `overlong_counted_against` tokens before

@@ -64,7 +64,7 @@ class SampleFactory:
         self._text_tokens: dict[str, int] = {}
         self._tokenizer = None
         # pixels the task's views can use from one source: larger JPEGs decode at a reduced DCT scale
-        budget_pixels = (config.max_prompt_tokens or 0) * self.family.factor**2 or None
+        budget_pixels = config.max_prompt_tokens * self.family.factor**2 if config.max_prompt_tokens else None
         self.reduce_to_pixels = (
             self.task.source_pixels_needed(budget_pixels) if config.reduced_decode else None
         )
